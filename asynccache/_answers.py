@@ -1,0 +1,114 @@
+"""Read what matters out of a provider's answer: how it finished, whether it is empty, its usage.
+
+Pure functions over the provider's JSON, so the core never imports an SDK. One reader per
+(provider, endpoint) shape; an unknown shape (e.g. a memoized function's result) is "complete,
+not empty, no usage" — the policy then has nothing to refuse it for.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from ._models import NO_USAGE, Usage
+
+
+@dataclass(frozen=True, slots=True)
+class AnswerFacts:
+    finish_reasons: tuple[str, ...] = ()
+    empty: bool = False
+    usage: Usage = NO_USAGE
+    model: str | None = None
+
+
+def _int(d: Any, name: str) -> int:
+    v = d.get(name) if isinstance(d, dict) else None
+    return v if type(v) is int else 0
+
+
+def _openai_chat(v: dict[str, Any]) -> AnswerFacts:
+    choices = v.get("choices") or []
+    reasons = tuple(str(c.get("finish_reason")) for c in choices)
+    empty = not any(
+        (c.get("message") or {}).get("content") or (c.get("message") or {}).get("tool_calls")
+        for c in choices
+    )
+    u = v.get("usage") or {}
+    usage = Usage(
+        input_tokens=_int(u, "prompt_tokens"),
+        output_tokens=_int(u, "completion_tokens"),
+        cached_input_tokens=_int(u.get("prompt_tokens_details"), "cached_tokens"),
+    )
+    return AnswerFacts(reasons, empty, usage, v.get("model"))
+
+
+def _openai_responses(v: dict[str, Any]) -> AnswerFacts:
+    status = str(v.get("status"))
+    incomplete = (v.get("incomplete_details") or {}).get("reason")
+    reason = (
+        "length"
+        if incomplete == "max_output_tokens"
+        else ("content_filter" if incomplete == "content_filter" else status)
+    )
+    output = v.get("output") or []
+    empty = not any(
+        item.get("type") != "reasoning" and (item.get("content") or item.get("arguments"))
+        for item in output
+        if isinstance(item, dict)
+    )
+    u = v.get("usage") or {}
+    usage = Usage(
+        input_tokens=_int(u, "input_tokens"),
+        output_tokens=_int(u, "output_tokens"),
+        cached_input_tokens=_int(u.get("input_tokens_details"), "cached_tokens"),
+    )
+    return AnswerFacts((reason,), empty, usage, v.get("model"))
+
+
+_ANTHROPIC_REASONS = {"max_tokens": "length", "refusal": "content_filter"}
+
+
+def _anthropic_messages(v: dict[str, Any]) -> AnswerFacts:
+    stop = str(v.get("stop_reason"))
+    empty = not any(
+        (b.get("type") == "text" and b.get("text")) or b.get("type") == "tool_use"
+        for b in (v.get("content") or [])
+        if isinstance(b, dict)
+    )
+    u = v.get("usage") or {}
+    # Anthropic reports cache reads/writes *separately* from input_tokens; fold them in so
+    # input_tokens means "all prompt tokens" for every provider.
+    cache_read = _int(u, "cache_read_input_tokens")
+    cache_write = _int(u, "cache_creation_input_tokens")
+    usage = Usage(
+        input_tokens=_int(u, "input_tokens") + cache_read + cache_write,
+        output_tokens=_int(u, "output_tokens"),
+        cached_input_tokens=cache_read,
+        cache_write_tokens=cache_write,
+    )
+    return AnswerFacts((_ANTHROPIC_REASONS.get(stop, stop),), empty, usage, v.get("model"))
+
+
+def _openai_embedding(v: dict[str, Any]) -> AnswerFacts:
+    # One cached item of a batch: {"embedding": [...], "tokens": n, "model": ...}
+    return AnswerFacts(
+        ("stop",), not v.get("embedding"), Usage(input_tokens=_int(v, "tokens")), v.get("model")
+    )
+
+
+_READERS: dict[tuple[str, str], Callable[[dict[str, Any]], AnswerFacts]] = {
+    ("openai", "chat.completions"): _openai_chat,
+    ("openai", "responses"): _openai_responses,
+    ("openai", "embeddings"): _openai_embedding,
+    ("anthropic", "messages"): _anthropic_messages,
+}
+
+_OPAQUE = AnswerFacts()
+
+
+def inspect_answer(provider: str, endpoint: str, value: Any) -> AnswerFacts:
+    reader = _READERS.get((provider, endpoint))
+    if reader is None or not isinstance(value, dict):
+        return _OPAQUE
+    return reader(value)

@@ -1,0 +1,662 @@
+"""Cache: the engine. Lookup chain, flights, write-back, invalidation and stats.
+
+It *has* a backend, a policy, a retry policy, a single-flight, a breaker and a stats recorder
+(composition, not mixins) and knows nothing of SDKs, Redis or SQLite: integrations hand it a
+:class:`CacheRequest` and a ``sender`` (the real upstream call); backends plug in behind the
+bytes protocol.
+
+The read path is ordered for speed: L1 is a plain dict lookup with no await, no task and no
+timer; L2 is one awaited (auto-batched) read; only a miss pays for a task and a shield.
+Every store failure on any path is counted, logged at a bounded rate and swallowed: the cache
+is an optimisation and must never be the reason a request fails (DESIGN.md, "Failure").
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import logging
+import time
+from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from types import TracebackType
+from typing import Any, TypeVar
+
+from . import _codec, _keys
+from ._answers import AnswerFacts, inspect_answer
+from ._breaker import CircuitBreaker
+from ._exceptions import BackendError, CacheClosedError, CacheMissError, ConfigurationError
+from ._models import (
+    DEFAULT_OPTIONS,
+    CachedResponse,
+    CacheOptions,
+    CacheRequest,
+    CacheStatus,
+    Entry,
+    Layer,
+)
+from ._policy import CachePolicy
+from ._retry import RetryPolicy
+from ._singleflight import FollowerTimeout, SingleFlight
+from ._stats import DEFAULT_PRICES, CacheStats, Price, StatsRecorder
+from .backends._base import Backend, Item
+from .backends._lru import LRU
+
+logger = logging.getLogger("asynccache")
+
+F = TypeVar("F", bound=Callable[..., Awaitable[Any]])
+Sender = Callable[[], Awaitable[Any]]
+BatchSender = Callable[[list[int]], Awaitable[list[Any]]]
+
+_LOG_EVERY = 10.0  # seconds between two warnings about a failing store
+
+
+@dataclass(frozen=True, slots=True)
+class _Landed:
+    """What a flight produced: the value, the stored entry (None if refused), where from."""
+
+    value: Any
+    entry: Entry | None
+    facts: AnswerFacts
+    layer: Layer | None
+
+
+class Cache:
+    """An exact-match LLM answer cache with an in-process L1 over an optional shared L2.
+
+    Build one with :meth:`from_url` and share it across the app; it is safe for any number of
+    concurrent tasks on one event loop. ``l1_max_entries=0`` runs without L1 (every read goes to
+    the shared store — useful when processes must never serve each other's invalidated answers).
+    """
+
+    def __init__(
+        self,
+        backend: Backend | None = None,
+        *,
+        namespace: str = "default",
+        prefix: str = "ac",
+        policy: CachePolicy | None = None,
+        retry: RetryPolicy | None = None,
+        l1_max_entries: int = 10_000,
+        l1_max_bytes: int = 64 << 20,
+        l1_ttl: float | None = None,
+        follower_timeout: float = 60.0,
+        breaker: CircuitBreaker | None = None,
+        generation_refresh: float = 1.0,
+        prices: Mapping[str, Price] = DEFAULT_PRICES,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        for name, value in (("namespace", namespace), ("prefix", prefix)):
+            if not isinstance(value, str) or not value or ":" in value:
+                raise ConfigurationError(f"{name}={value!r} must be a non-empty string without ':'")
+        if l1_max_entries < 0 or l1_max_bytes < 0:
+            raise ConfigurationError("l1_max_entries and l1_max_bytes must be >= 0")
+        if backend is None and l1_max_entries == 0:
+            raise ConfigurationError(
+                "a Cache needs somewhere to store answers: pass a backend or l1_max_entries > 0"
+            )
+        self.namespace = namespace
+        self.prefix = prefix
+        self.policy = policy if policy is not None else CachePolicy()
+        self.retry = retry if retry is not None else RetryPolicy()
+        self.backend = backend
+        self._l1: LRU[Entry] | None = (
+            LRU(max_entries=l1_max_entries, max_bytes=l1_max_bytes, clock=clock)
+            if l1_max_entries > 0
+            else None
+        )
+        self._l1_ttl = l1_ttl
+        self._clock = clock
+        self._flights: SingleFlight[_Landed] = SingleFlight(follower_timeout)
+        self._breaker = breaker if breaker is not None else CircuitBreaker(clock=time.monotonic)
+        self._stats = StatsRecorder(prices)
+        self._scoped: contextvars.ContextVar[CacheOptions] = contextvars.ContextVar(
+            f"asynccache.options.{id(self)}", default=DEFAULT_OPTIONS
+        )
+        self._base = f"{prefix}:{namespace}"
+        self._gen_key = f"{self._base}:gen"
+        self._gen = 0
+        self._gen_refresh = generation_refresh
+        self._gen_due = 0.0 if backend is not None else float("inf")
+        self._key_prefixes: dict[str | None, str] = {}
+        self._closed = False
+        self._last_warning = -_LOG_EVERY
+        self._suppressed = 0
+
+    # -- construction and lifecycle ------------------------------------------------------------
+
+    @classmethod
+    def from_url(cls, url: str, **kwargs: Any) -> Cache:
+        """``memory://``, ``sqlite:///relative.db``, ``sqlite:////abs/path.db``,
+        ``redis://host:port/db``, ``rediss://…``, ``redis+cluster://host:port``."""
+        from ._factory import backend_from_url
+
+        return cls(backend_from_url(url, kwargs.get("l1_max_entries", 1)), **kwargs)
+
+    async def aclose(self) -> None:
+        """Let running flights finish (5 s at most), then close the store. Idempotent."""
+        if self._closed:
+            return
+        self._closed = True
+        await self._flights.drain(timeout=5.0)
+        if self.backend is not None:
+            await self.backend.aclose()
+
+    async def __aenter__(self) -> Cache:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    # -- options, stats ------------------------------------------------------------------------
+
+    @contextmanager
+    def options(self, options: CacheOptions | None = None, **kwargs: Any) -> Iterator[CacheOptions]:
+        """Apply options to every call in this context (task-local, via a contextvar).
+        Options passed to a single call win over scoped ones."""
+        opts = options if options is not None else CacheOptions(**kwargs)
+        token = self._scoped.set(opts)
+        try:
+            yield opts
+        finally:
+            self._scoped.reset(token)
+
+    def current_options(self) -> CacheOptions:
+        return self._scoped.get()
+
+    def stats(self) -> CacheStats:
+        return self._stats.snapshot()
+
+    def reset_stats(self) -> None:
+        self._stats.reset()
+
+    # -- keys ----------------------------------------------------------------------------------
+
+    def key_for(self, request: CacheRequest) -> str:
+        """The storage key of a request (for logs, invalidation, debugging)."""
+        return self._key(request)[0]
+
+    def _key(self, request: CacheRequest) -> tuple[str, str]:
+        digest = _keys.digest(request)
+        head = self._key_prefixes.get(request.tenant)
+        if head is None:
+            head = f"{self._base}:v{_keys.KEY_SCHEMA}:g{self._gen}:{_keys.tenant_hash(request.tenant)}:"
+            self._key_prefixes[request.tenant] = head
+        return head + digest, digest
+
+    def _set_generation(self, gen: int) -> None:
+        self._gen = gen
+        self._key_prefixes.clear()
+        if self._l1 is not None:
+            self._l1.clear()
+
+    # -- the read/fetch path -------------------------------------------------------------------
+
+    async def get_or_fetch(self, request: CacheRequest, sender: Sender) -> CachedResponse:
+        """Answer ``request`` from the cache, or call ``sender`` (once per key across concurrent
+        callers) and store what it returns if the policy allows."""
+        if self._closed:
+            raise CacheClosedError("this Cache was closed with aclose(); create a new one")
+        st = self._stats
+        st.requests += 1
+        opts = request.options or self._scoped.get()
+        mode = opts.mode
+        if mode == "skip":
+            return await self._bypass(sender, "mode=skip")
+        decision = self.policy.check_request(request)
+        if not decision.ok:
+            if mode == "only":
+                raise CacheMissError(
+                    f"mode='only' but the request is not cacheable: {decision.reason}"
+                )
+            return await self._bypass(sender, decision.reason)
+        if self._clock() >= self._gen_due:
+            await self._refresh_generation()
+        key, digest = self._key(request)
+        if mode != "refresh":
+            l1 = self._l1
+            entry = l1.get(key) if l1 is not None else None
+            if entry is not None:
+                st.hits_l1 += 1
+                st.saved(entry.model, entry.usage, opts.category)
+                age = self._clock() - entry.created_at
+                return CachedResponse(entry.value, CacheStatus("hit", "l1", key, age=age), entry)
+            if self.backend is not None:
+                entry = await self._l2_get(key, digest, request.tenant)
+                if entry is not None:
+                    st.hits_l2 += 1
+                    st.saved(entry.model, entry.usage, opts.category)
+                    age = self._clock() - entry.created_at
+                    return CachedResponse(
+                        entry.value, CacheStatus("hit", "l2", key, age=age), entry
+                    )
+            if mode == "only":
+                raise CacheMissError(f"mode='only' and no cached answer for key {key}")
+        return await self._miss(key, digest, request, opts, sender)
+
+    async def _bypass(self, sender: Sender, reason: str | None) -> CachedResponse:
+        self._stats.bypassed += 1
+        logger.debug("asynccache bypass: %s", reason)
+        value = await self._upstream(sender)
+        return CachedResponse(value, CacheStatus("bypass", reason=reason))
+
+    async def _miss(
+        self, key: str, digest: str, request: CacheRequest, opts: CacheOptions, sender: Sender
+    ) -> CachedResponse:
+        st = self._stats
+        flight = self._flights.get(key)
+        if flight is not None and opts.mode != "refresh":
+            try:
+                landed = await self._flights.wait(flight, follower=True)
+            except FollowerTimeout:
+                logger.warning("asynccache follower timeout on %s; calling upstream directly", key)
+                landed = await self._fly(key, digest, request, opts, sender, recheck=False)
+                st.missed(opts.category)
+                return CachedResponse(landed.value, CacheStatus("miss", None, key), landed.entry)
+            st.coalesced += 1
+            st.saved(landed.facts.model, landed.facts.usage, opts.category)
+            return CachedResponse(landed.value, CacheStatus("coalesced", None, key), landed.entry)
+        if flight is not None:  # refresh while a flight runs: fetch anew, do not replace it
+            landed = await self._fly(key, digest, request, opts, sender, recheck=False)
+        else:
+            flight = self._flights.start(
+                key, self._fly(key, digest, request, opts, sender, recheck=opts.mode != "refresh")
+            )
+            landed = await self._flights.wait(flight, follower=False)
+        if landed.layer == "l2":  # another process stored it while we were deciding
+            st.hits_l2 += 1
+            st.saved(landed.facts.model, landed.facts.usage, opts.category)
+            return CachedResponse(landed.value, CacheStatus("hit", "l2", key), landed.entry)
+        st.missed(opts.category)
+        logger.debug("asynccache miss %s stored=%s", key, landed.entry is not None)
+        return CachedResponse(landed.value, CacheStatus("miss", None, key), landed.entry)
+
+    async def _fly(
+        self,
+        key: str,
+        digest: str,
+        request: CacheRequest,
+        opts: CacheOptions,
+        sender: Sender,
+        *,
+        recheck: bool,
+    ) -> _Landed:
+        if recheck and self.backend is not None:
+            entry = await self._l2_get(key, digest, request.tenant)
+            if entry is not None:
+                return _Landed(
+                    entry.value, entry, AnswerFacts(model=entry.model, usage=entry.usage), "l2"
+                )
+        value = await self._upstream(sender)
+        write, facts = self._make_entry(digest, request, opts, value)
+        if write is not None:
+            await self._write([(key, write)])
+        return _Landed(value, write.entry if write else None, facts, None)
+
+    async def _upstream(self, sender: Sender) -> Any:
+        st = self._stats
+
+        async def attempt() -> Any:
+            st.upstream_calls += 1
+            return await sender()
+
+        def retried(_: BaseException) -> None:
+            st.upstream_retries += 1
+
+        try:
+            return await self.retry.call(attempt, on_retry=retried)
+        except Exception:
+            st.upstream_errors += 1
+            raise
+
+    # -- batches (embeddings) ------------------------------------------------------------------
+
+    async def get_or_fetch_many(
+        self, requests: Sequence[CacheRequest], fetch: BatchSender
+    ) -> list[CachedResponse]:
+        """Answer many requests at once; ``fetch(indices)`` returns values for the misses, in
+        one upstream call. Used for embeddings: 100 texts with 90 cached make one call for 10."""
+        if self._closed:
+            raise CacheClosedError("this Cache was closed with aclose(); create a new one")
+        if not requests:
+            return []
+        st = self._stats
+        st.requests += len(requests)
+        opts = requests[0].options or self._scoped.get()
+        decisions = [self.policy.check_request(r) for r in requests]
+        reason = (
+            "mode=skip"
+            if opts.mode == "skip"
+            else next((d.reason for d in decisions if not d.ok), None)
+        )
+        if reason is not None:
+            if opts.mode == "only":
+                raise CacheMissError(f"mode='only' but the request is not cacheable: {reason}")
+            st.bypassed += len(requests)
+            values = await self._upstream(lambda: fetch(list(range(len(requests)))))
+            return [CachedResponse(v, CacheStatus("bypass", reason=reason)) for v in values]
+        if self._clock() >= self._gen_due:
+            await self._refresh_generation()
+        keyed = [self._key(r) for r in requests]
+        out: list[CachedResponse | None] = [None] * len(requests)
+        if opts.mode != "refresh":
+            await self._read_many(requests, keyed, out, opts)
+            if opts.mode == "only" and any(o is None for o in out):
+                raise CacheMissError("mode='only' and some inputs of the batch are not cached")
+        # Misses: join running flights, and start one batch flight for the rest.
+        waits: dict[int, tuple[asyncio.Future[_Landed], bool]] = {}
+        fresh: dict[str, list[int]] = {}
+        for i, o in enumerate(out):
+            if o is not None:
+                continue
+            key = keyed[i][0]
+            flight = self._flights.get(key) if opts.mode != "refresh" else None
+            if flight is not None:
+                waits[i] = (flight, True)
+            else:
+                fresh.setdefault(key, []).append(i)
+        fresh_index = {i for idx in fresh.values() for i in idx}
+        if fresh:
+            keys = list(fresh)
+            firsts = [fresh[k][0] for k in keys]
+            futures = self._flights.start_many(
+                keys, self._fly_many(keys, firsts, requests, keyed, opts, fetch)
+            )
+            for key, fut in zip(keys, futures, strict=True):
+                for n, i in enumerate(fresh[key]):
+                    waits[i] = (fut, n > 0)  # duplicates inside the batch are coalesced
+        for i, (fut, follower) in waits.items():
+            key = keyed[i][0]
+            try:
+                # Duplicates inside this batch wait on our own flight; other flights are bounded.
+                landed = await self._flights.wait(fut, follower=follower and i not in fresh_index)
+            except FollowerTimeout:
+                values = await self._upstream(lambda i=i: fetch([i]))  # type: ignore[misc]
+                st.missed(opts.category)
+                out[i] = CachedResponse(values[0], CacheStatus("miss", None, key))
+                continue
+            if follower:
+                st.coalesced += 1
+                st.saved(landed.facts.model, landed.facts.usage, opts.category)
+                out[i] = CachedResponse(
+                    landed.value, CacheStatus("coalesced", None, key), landed.entry
+                )
+            else:
+                st.missed(opts.category)
+                out[i] = CachedResponse(landed.value, CacheStatus("miss", None, key), landed.entry)
+        return [o for o in out if o is not None]
+
+    async def _read_many(
+        self,
+        requests: Sequence[CacheRequest],
+        keyed: list[tuple[str, str]],
+        out: list[CachedResponse | None],
+        opts: CacheOptions,
+    ) -> None:
+        st = self._stats
+        now = self._clock()
+        todo: list[int] = []
+        for i, (key, _) in enumerate(keyed):
+            entry = self._l1.get(key) if self._l1 is not None else None
+            if entry is None:
+                todo.append(i)
+                continue
+            st.hits_l1 += 1
+            st.saved(entry.model, entry.usage, opts.category)
+            out[i] = CachedResponse(
+                entry.value, CacheStatus("hit", "l1", key, age=now - entry.created_at), entry
+            )
+        if not todo or self.backend is None:
+            return
+        found = await self._l2_get_many(
+            [keyed[i][0] for i in todo],
+            [keyed[i][1] for i in todo],
+            [requests[i].tenant for i in todo],
+        )
+        for i, entry in zip(todo, found, strict=True):
+            if entry is not None:
+                st.hits_l2 += 1
+                st.saved(entry.model, entry.usage, opts.category)
+                out[i] = CachedResponse(
+                    entry.value,
+                    CacheStatus("hit", "l2", keyed[i][0], age=now - entry.created_at),
+                    entry,
+                )
+
+    async def _fly_many(
+        self,
+        keys: list[str],
+        firsts: list[int],
+        requests: Sequence[CacheRequest],
+        keyed: list[tuple[str, str]],
+        opts: CacheOptions,
+        fetch: BatchSender,
+    ) -> list[_Landed]:
+        values = await self._upstream(lambda: fetch(firsts))
+        if len(values) != len(firsts):
+            raise ValueError(f"batch sender returned {len(values)} values for {len(firsts)} inputs")
+        landed: list[_Landed] = []
+        writes: list[tuple[str, _Write]] = []
+        for key, i, value in zip(keys, firsts, values, strict=True):
+            write, facts = self._make_entry(keyed[i][1], requests[i], opts, value)
+            if write is not None:
+                writes.append((key, write))
+            landed.append(_Landed(value, write.entry if write else None, facts, None))
+        if writes:
+            await self._write(writes)
+        return landed
+
+    # -- writing -------------------------------------------------------------------------------
+
+    def _make_entry(
+        self, digest: str, request: CacheRequest, opts: CacheOptions, value: Any
+    ) -> tuple[_Write | None, AnswerFacts]:
+        """The encoded entry to store for this answer, or None (reason logged and counted)."""
+        facts = inspect_answer(request.provider, request.endpoint, value)
+        if opts.mode == "no-store":
+            return None, facts
+        entry = Entry(
+            value=value,
+            digest=digest,
+            tenant=request.tenant,
+            created_at=self._clock(),
+            ttl=self.policy.ttl_for(opts),
+            model=facts.model,
+            usage=facts.usage,
+            tags=opts.tags,
+            category=opts.category,
+        )
+        raw = _codec.encode(entry)
+        decision = self.policy.check_answer(facts, len(raw))
+        if not decision.ok:
+            self._stats.store_refused += 1
+            logger.debug("asynccache not storing: %s", decision.reason)
+            return None, facts
+        return _Write(entry, raw), facts
+
+    async def _write(self, writes: list[tuple[str, _Write]]) -> None:
+        """Store L2 first (so other processes see it as soon as we do), then L1."""
+        if self.backend is not None and self._breaker.allow():
+            items: list[Item] = [(key, w.raw, w.entry.ttl) for key, w in writes]
+            tags = [(f"{self._base}:tag:{t}", key) for key, w in writes for t in w.entry.tags]
+            try:
+                await self.backend.set_many(items)
+                if tags:
+                    ttls = [w.entry.ttl for _, w in writes]
+                    await self.backend.add_tags(tags, None if None in ttls else max(ttls))  # type: ignore[type-var]
+            except Exception as exc:
+                self._backend_failed("set", exc)
+            else:
+                self._breaker.success()
+        for key, w in writes:
+            self._l1_put(key, w.entry, len(w.raw))
+        self._stats.stores += len(writes)
+
+    def _l1_put(self, key: str, entry: Entry, size: int) -> None:
+        if self._l1 is None:
+            return
+        ttl = entry.ttl
+        if ttl is not None:
+            ttl -= self._clock() - entry.created_at
+            if ttl <= 0:
+                return
+        if self._l1_ttl is not None:
+            ttl = self._l1_ttl if ttl is None else min(ttl, self._l1_ttl)
+        self._l1.set(key, entry, size, ttl)
+
+    # -- reading L2 ----------------------------------------------------------------------------
+
+    async def _l2_get(self, key: str, digest: str, tenant: str | None) -> Entry | None:
+        return (await self._l2_get_many([key], [digest], [tenant]))[0]
+
+    async def _l2_get_many(
+        self, keys: list[str], digests: list[str], tenants: list[str | None]
+    ) -> list[Entry | None]:
+        """Read, decode and verify; anything wrong is a miss. Backfills L1 with what it finds."""
+        misses: list[Entry | None] = [None] * len(keys)
+        assert self.backend is not None
+        if not self._breaker.allow():
+            self._stats.breaker_open_skips += 1
+            return misses
+        try:
+            raws = await self.backend.get_many(keys)
+        except Exception as exc:
+            self._backend_failed("get", exc)
+            return misses
+        self._breaker.success()
+        out = misses
+        bad: list[str] = []
+        now = self._clock()
+        for i, raw in enumerate(raws):
+            if raw is None:
+                continue
+            try:
+                entry = _codec.decode(raw)
+            except _codec.CodecError:
+                bad.append(keys[i])
+                continue
+            if entry.digest != digests[i] or entry.tenant != tenants[i]:
+                bad.append(keys[i])
+                continue
+            if entry.ttl is not None and now - entry.created_at >= entry.ttl:
+                continue  # expired by our clock even if the store has not dropped it yet
+            out[i] = entry
+            self._l1_put(keys[i], entry, len(raw))
+        if bad:
+            self._stats.integrity_errors += len(bad)
+            logger.warning(
+                "asynccache dropped %d corrupt or mismatched entries: %s", len(bad), bad[:3]
+            )
+            try:
+                await self.backend.delete_many(bad)
+            except Exception as exc:
+                self._backend_failed("delete", exc)
+        return out
+
+    def _backend_failed(self, op: str, exc: BaseException) -> None:
+        """Count, trip the breaker, and warn at most every few seconds (never per request)."""
+        self._stats.backend_errors += 1
+        self._breaker.failure()
+        now = time.monotonic()
+        if now - self._last_warning >= _LOG_EVERY:
+            logger.warning(
+                "asynccache store %s failed (%s: %s); serving from upstream (%d more since last report)",
+                op,
+                type(exc).__name__,
+                exc,
+                self._suppressed,
+            )
+            self._last_warning = now
+            self._suppressed = 0
+        else:
+            self._suppressed += 1
+
+    # -- generations, invalidation -------------------------------------------------------------
+
+    async def _refresh_generation(self) -> None:
+        """Pick up a clear() made by another process: at most one store read per interval."""
+        self._gen_due = self._clock() + self._gen_refresh
+        assert self.backend is not None
+        if not self._breaker.allow():
+            return
+        try:
+            raw = (await self.backend.get_many([self._gen_key]))[0]
+        except Exception as exc:
+            self._backend_failed("get", exc)
+            return
+        self._breaker.success()
+        try:
+            gen = int(raw) if raw is not None else 0
+        except ValueError:
+            gen = self._gen
+        if gen != self._gen:
+            self._set_generation(gen)
+
+    async def clear(self) -> None:
+        """Forget every answer in this namespace, in O(1): bump the namespace generation, so
+        every key changes. Old entries are never read again and age out by TTL / eviction.
+        Raises BackendError if the shared store cannot record it (L1 is cleared regardless)."""
+        gen = self._gen + 1
+        if self.backend is not None:
+            try:
+                raw = (await self.backend.get_many([self._gen_key]))[0]
+                gen = max(gen, int(raw) + 1 if raw is not None else 0)
+                await self.backend.set_many([(self._gen_key, str(gen).encode(), None)])
+            except (BackendError, ValueError) as exc:
+                self._set_generation(gen)
+                raise BackendError(f"clear() could not record the new generation: {exc}") from exc
+        self._set_generation(gen)
+
+    async def invalidate(self, *targets: CacheRequest | str) -> int:
+        """Delete the answers for these requests (or keys). Returns how many the store held."""
+        keys = [t if isinstance(t, str) else self._key(t)[0] for t in targets]
+        return await self._delete(keys)
+
+    async def invalidate_tags(self, *tags: str) -> int:
+        """Delete every answer stored with any of these tags."""
+        keys: set[str] = set()
+        if self.backend is not None:
+            keys.update(await self.backend.pop_tags([f"{self._base}:tag:{t}" for t in tags]))
+        if self._l1 is not None:
+            wanted = set(tags)
+            keys.update(k for k, e in self._l1.items() if wanted.intersection(e.tags))
+        return await self._delete(list(keys))
+
+    async def _delete(self, keys: list[str]) -> int:
+        n = 0
+        if self._l1 is not None:
+            n = sum(self._l1.delete(k) for k in keys)
+        if self.backend is not None and keys:
+            n = await self.backend.delete_many(keys)
+        return n
+
+    # -- memoize -------------------------------------------------------------------------------
+
+    def memoize(
+        self,
+        ttl: float | None = None,
+        *,
+        tags: Sequence[str] = (),
+        category: str | None = None,
+        name: str | None = None,
+    ) -> Callable[[F], F]:
+        """Cache any async function whose arguments and result are JSON-serialisable."""
+        from ._memoize import memoize
+
+        return memoize(self, CacheOptions(ttl=ttl, tags=tuple(tags), category=category), name)
+
+
+@dataclass(frozen=True, slots=True)
+class _Write:
+    entry: Entry
+    raw: bytes

@@ -1,0 +1,133 @@
+"""Frozen value types that cross module boundaries.
+
+They are plain dataclasses (slots, frozen) so they are cheap on the hit path, hashable where it
+helps, and impossible to mutate behind another caller's back once shared by single-flight.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, Literal, get_args
+
+from ._exceptions import ConfigurationError
+
+Mode = Literal["use", "refresh", "skip", "only", "no-store"]
+Outcome = Literal["hit", "miss", "coalesced", "stale", "bypass"]
+Layer = Literal["l1", "l2", "semantic"]
+
+_MODES: frozenset[str] = frozenset(get_args(Mode))
+
+
+@dataclass(frozen=True, slots=True)
+class CacheOptions:
+    """Per-call (or per-scope, via ``cache.options()``) cache behaviour.
+
+    ``mode``: ``use`` read and write; ``refresh`` skip the read, write the answer; ``skip`` neither;
+    ``only`` read, and raise :class:`CacheMissError` on a miss without calling upstream;
+    ``no-store`` read, never write. ``ttl`` overrides the policy's TTL (seconds); ``category``
+    selects a per-category TTL and groups stats; ``tags`` allow ``invalidate_tags``.
+    """
+
+    mode: Mode = "use"
+    ttl: float | None = None
+    tags: tuple[str, ...] = ()
+    category: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.mode not in _MODES:
+            raise ConfigurationError(
+                f"CacheOptions.mode={self.mode!r} is not one of {sorted(_MODES)}"
+            )
+        if self.ttl is not None and (
+            isinstance(self.ttl, bool) or not isinstance(self.ttl, int | float) or not self.ttl > 0
+        ):
+            raise ConfigurationError(
+                f"CacheOptions.ttl={self.ttl!r} must be a positive number of seconds or None"
+            )
+        if isinstance(self.tags, str) or not all(isinstance(t, str) and t for t in self.tags):
+            raise ConfigurationError(
+                f"CacheOptions.tags={self.tags!r} must be a tuple of non-empty strings, "
+                "e.g. tags=('faq',)"
+            )
+        if not isinstance(self.tags, tuple):
+            object.__setattr__(self, "tags", tuple(self.tags))
+        if self.category is not None and (not isinstance(self.category, str) or not self.category):
+            raise ConfigurationError(
+                f"CacheOptions.category={self.category!r} must be a non-empty string or None"
+            )
+
+
+DEFAULT_OPTIONS = CacheOptions()
+
+
+@dataclass(frozen=True, slots=True)
+class CacheRequest:
+    """What the engine needs to know about one upstream call.
+
+    ``body`` is the provider request as JSON-like data: exactly the parameters that are sent,
+    before the key rules drop the ones that cannot change the answer.
+    """
+
+    provider: str
+    endpoint: str
+    body: Mapping[str, Any]
+    tenant: str | None = None
+    options: CacheOptions | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Usage:
+    """Token counts of one stored answer, as the provider reported them.
+
+    ``cached_input_tokens`` are input tokens the provider itself served from its prompt cache
+    (OpenAI's ``prompt_tokens_details.cached_tokens``, a subset of ``input_tokens``; Anthropic's
+    ``cache_read_input_tokens``); they were cheaper, so they save less when we skip the call.
+    """
+
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cached_input_tokens: int = 0
+    cache_write_tokens: int = 0
+
+
+NO_USAGE = Usage()
+
+
+@dataclass(frozen=True, slots=True)
+class Entry:
+    """One stored answer and what the engine needs to trust and account for it."""
+
+    value: Any
+    digest: str
+    tenant: str | None
+    created_at: float
+    ttl: float | None
+    model: str | None = None
+    usage: Usage = NO_USAGE
+    tags: tuple[str, ...] = ()
+    category: str | None = None
+
+    def age(self, now: float) -> float:
+        return max(0.0, now - self.created_at)
+
+
+@dataclass(frozen=True, slots=True)
+class CacheStatus:
+    """Where an answer came from. ``reason`` says why a request bypassed the cache."""
+
+    outcome: Outcome
+    layer: Layer | None = None
+    key: str | None = None
+    similarity: float | None = None
+    age: float | None = None
+    reason: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class CachedResponse:
+    """The engine's answer: the JSON-like value plus its provenance."""
+
+    value: Any
+    status: CacheStatus
+    entry: Entry | None = field(default=None, repr=False)

@@ -1,0 +1,71 @@
+"""What both SDK wrappers share: parameter cleaning, status tagging, pass-through proxies.
+
+A wrapped client must behave exactly like the real one for everything we do not cache, so
+each wrapper level is a thin proxy whose ``__getattr__`` hands anything unknown to the SDK
+object it wraps (composition: we never subclass the SDK's clients).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import orjson
+
+from .._models import CacheStatus
+
+_STATUS_ATTR = "_asynccache_status"
+
+#: Arguments the SDK accepts that are about transport, not the request; the cache keeps them
+#: out of the body it hashes (``_keys`` drops them too) but passes them on to the SDK.
+TRANSPORT_ARGS = frozenset({"extra_headers", "extra_query", "timeout"})
+
+
+def clean_params(params: Mapping[str, Any]) -> dict[str, Any]:
+    """Drop the SDKs' "not given" sentinels (``NOT_GIVEN``, ``omit``): they mean "unset"."""
+    return {k: v for k, v in params.items() if not _is_sentinel(v)}
+
+
+def _is_sentinel(value: Any) -> bool:
+    return type(value).__name__ in ("NotGiven", "Omit")
+
+
+def request_body(params: Mapping[str, Any]) -> dict[str, Any]:
+    """The JSON-like body that identifies the request: params minus transport arguments.
+    ``extra_query`` stays out too: it changes the URL, and we key by endpoint name."""
+    body = {k: v for k, v in params.items() if k not in TRANSPORT_ARGS}
+    for name, value in body.items():
+        if hasattr(value, "model_dump"):  # a pydantic object passed as a parameter
+            body[name] = value.model_dump(mode="json", exclude_unset=True)
+    return body
+
+
+def tag(obj: Any, status: CacheStatus) -> Any:
+    """Attach where an answer came from, without touching its fields (equality and
+    ``model_dump`` are unchanged)."""
+    object.__setattr__(obj, _STATUS_ATTR, status)
+    return obj
+
+
+def cache_status(obj: Any) -> CacheStatus | None:
+    """Where this response came from (hit / miss / coalesced / bypass, and the layer), or None
+    for an object the cache did not produce (e.g. a stream passed through)."""
+    status = getattr(obj, _STATUS_ATTR, None)
+    return status if isinstance(status, CacheStatus) else None
+
+
+def loads(raw: bytes) -> Any:
+    return orjson.loads(raw)
+
+
+class Passthrough:
+    """Forward every attribute we do not define to the wrapped SDK object."""
+
+    def __init__(self, inner: Any) -> None:
+        self._inner = inner
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._inner, name)
+
+    def __repr__(self) -> str:
+        return f"<cached {self._inner!r}>"
