@@ -1,0 +1,355 @@
+"""The engine over every store: lookups, modes, single-flight, invalidation, integrity, retries.
+
+The upstream is the engine's one seam (a ``sender`` coroutine); here it is a small counting
+coroutine standing in for a provider. Everything else is real: memory, SQLite in a temp dir,
+and a redis-server this test run started itself.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+
+from asynccache import (
+    Cache,
+    CacheMissError,
+    CacheOptions,
+    CachePolicy,
+    CacheRequest,
+    ConfigurationError,
+    RetryPolicy,
+)
+from asynccache._exceptions import CacheClosedError
+from asynccache.backends import MemoryBackend, RedisBackend, SQLiteBackend
+
+FAST_RETRY = RetryPolicy(attempts=3, initial=0.001, maximum=0.01)
+
+
+class Upstream:
+    """A stand-in provider: counts calls, answers after ``delay``, fails on demand."""
+
+    def __init__(self, delay: float = 0.0) -> None:
+        self.delay = delay
+        self.calls = 0
+        self.failures: list[BaseException] = []
+
+    def answer(self, text: str, finish: str = "stop") -> dict[str, Any]:
+        return {
+            "model": "gpt-4o-mini",
+            "choices": [
+                {
+                    "index": 0,
+                    "finish_reason": finish,
+                    "message": {"role": "assistant", "content": text},
+                }
+            ],
+            "usage": {"prompt_tokens": 1000, "completion_tokens": 100},
+        }
+
+    def sender(self, text: str = "answer", finish: str = "stop") -> Any:
+        async def send() -> dict[str, Any]:
+            self.calls += 1
+            if self.delay:
+                await asyncio.sleep(self.delay)
+            if self.failures:
+                raise self.failures.pop(0)
+            return self.answer(text, finish)
+
+        return send
+
+
+class StatusError(Exception):
+    def __init__(self, status_code: int) -> None:
+        super().__init__(f"HTTP {status_code}")
+        self.status_code = status_code
+
+
+def chat(prompt: str = "hello", tenant: str | None = None, **extra: Any) -> CacheRequest:
+    body = {
+        "model": "gpt-4o-mini",
+        "messages": [{"role": "user", "content": prompt}],
+        "temperature": 0,
+    }
+    return CacheRequest("openai", "chat.completions", body, tenant, **extra)
+
+
+@pytest.fixture(params=["memory", "l2-only-sqlite", "sqlite", "redis"])
+async def cache(request: pytest.FixtureRequest, tmp_path: Any) -> AsyncIterator[Cache]:
+    kind = request.param
+    if kind == "memory":
+        c = Cache.from_url("memory://", retry=FAST_RETRY)
+    elif kind == "l2-only-sqlite":
+        c = Cache(SQLiteBackend(str(tmp_path / "c.db")), l1_max_entries=0, retry=FAST_RETRY)
+    elif kind == "sqlite":
+        c = Cache.from_url(f"sqlite:///{tmp_path}/c.db", retry=FAST_RETRY)
+    else:
+        url = request.getfixturevalue("redis_url")
+        c = Cache.from_url(url, retry=FAST_RETRY)
+    async with c:
+        yield c
+
+
+async def test_miss_then_hit_counts_and_saves(cache: Cache) -> None:
+    up = Upstream()
+    first = await cache.get_or_fetch(chat(), up.sender())
+    second = await cache.get_or_fetch(chat(), up.sender())
+    assert first.status.outcome == "miss" and second.status.outcome == "hit"
+    assert second.status.layer == ("l2" if cache._l1 is None else "l1")
+    assert second.value == first.value and up.calls == 1
+    st = cache.stats()
+    assert (st.misses, st.hits, st.upstream_calls, st.stores) == (1, 1, 1, 1)
+    assert st.input_tokens_saved == 1000 and st.output_tokens_saved == 100
+    assert st.usd_saved == pytest.approx((1000 * 0.15 + 100 * 0.60) / 1e6)
+    assert st.hit_rate == 0.5
+
+
+async def test_thousand_concurrent_identical_misses_make_one_call(cache: Cache) -> None:
+    up = Upstream(delay=0.05)
+    results = await asyncio.gather(*(cache.get_or_fetch(chat(), up.sender()) for _ in range(1000)))
+    assert up.calls == 1
+    outcomes = [r.status.outcome for r in results]
+    assert outcomes.count("miss") == 1 and outcomes.count("coalesced") == 999
+    assert all(r.value == results[0].value for r in results)
+
+
+async def test_cancelled_callers_do_not_cancel_the_flight(cache: Cache) -> None:
+    up = Upstream(delay=0.1)
+    tasks = [asyncio.create_task(cache.get_or_fetch(chat(), up.sender())) for _ in range(50)]
+    await asyncio.sleep(0.02)
+    for t in tasks[:25]:  # the leader (first task) among them
+        t.cancel()
+    done = await asyncio.gather(*tasks, return_exceptions=True)
+    assert all(isinstance(d, asyncio.CancelledError) for d in done[:25])
+    assert all(d.value["choices"][0]["message"]["content"] == "answer" for d in done[25:])  # type: ignore[union-attr]
+    assert up.calls == 1
+    assert (await cache.get_or_fetch(chat(), up.sender())).status.outcome == "hit"
+
+
+async def test_error_reaches_every_waiter_and_is_not_cached(cache: Cache) -> None:
+    up = Upstream(delay=0.05)
+    up.failures = [StatusError(400)]  # not transient: no retry
+    results = await asyncio.gather(
+        *(cache.get_or_fetch(chat(), up.sender()) for _ in range(20)), return_exceptions=True
+    )
+    assert all(isinstance(r, StatusError) for r in results) and up.calls == 1
+    again = await cache.get_or_fetch(chat(), up.sender())
+    assert again.status.outcome == "miss" and up.calls == 2
+    assert cache.stats().upstream_errors == 1
+
+
+async def test_transient_errors_are_retried_client_errors_are_not(cache: Cache) -> None:
+    up = Upstream()
+    up.failures = [StatusError(429), StatusError(503)]
+    r = await cache.get_or_fetch(chat("a"), up.sender())
+    assert r.status.outcome == "miss" and up.calls == 3
+    assert cache.stats().upstream_retries == 2
+    up.failures = [StatusError(503)] * 5
+    with pytest.raises(StatusError):
+        await cache.get_or_fetch(chat("b"), up.sender())
+    assert up.calls == 6  # bounded: 3 attempts
+
+
+async def test_modes(cache: Cache) -> None:
+    up = Upstream()
+    with pytest.raises(CacheMissError):
+        await cache.get_or_fetch(chat(options=CacheOptions(mode="only")), up.sender())
+    assert up.calls == 0
+    r = await cache.get_or_fetch(chat(options=CacheOptions(mode="no-store")), up.sender())
+    assert r.status.outcome == "miss"
+    r = await cache.get_or_fetch(chat(), up.sender("v1"))
+    assert r.status.outcome == "miss" and up.calls == 2  # no-store stored nothing
+    r = await cache.get_or_fetch(chat(options=CacheOptions(mode="refresh")), up.sender("v2"))
+    assert r.status.outcome == "miss" and up.calls == 3
+    r = await cache.get_or_fetch(chat(options=CacheOptions(mode="only")), up.sender())
+    assert r.value["choices"][0]["message"]["content"] == "v2"
+    with cache.options(mode="skip"):
+        r = await cache.get_or_fetch(chat(), up.sender("v3"))
+    assert r.status.outcome == "bypass" and r.status.reason == "mode=skip" and up.calls == 4
+    assert (await cache.get_or_fetch(chat(), up.sender())).value["choices"][0]["message"][
+        "content"
+    ] == "v2"
+
+
+async def test_policy_refusals(cache: Cache) -> None:
+    up = Upstream()
+    r = await cache.get_or_fetch(chat(), up.sender(finish="length"))
+    assert r.status.outcome == "miss"
+    r = await cache.get_or_fetch(chat(), up.sender())
+    assert r.status.outcome == "miss" and up.calls == 2  # the truncated answer was not stored
+    hot = CacheRequest(
+        "openai", "chat.completions", {"model": "m", "messages": [], "temperature": 0.9}
+    )
+    r = await cache.get_or_fetch(hot, up.sender())
+    assert r.status.outcome == "bypass" and "temperature" in (r.status.reason or "")
+    st = cache.stats()
+    assert st.store_refused == 1 and st.bypassed == 1
+
+
+async def test_tenants_never_share_answers(cache: Cache) -> None:
+    up = Upstream()
+    await cache.get_or_fetch(chat(tenant="acme"), up.sender("for acme"))
+    r = await cache.get_or_fetch(chat(tenant="globex"), up.sender("for globex"))
+    assert (
+        r.status.outcome == "miss" and r.value["choices"][0]["message"]["content"] == "for globex"
+    )
+
+
+async def test_invalidate_and_tags(cache: Cache) -> None:
+    up = Upstream()
+    await cache.get_or_fetch(chat("a", options=CacheOptions(tags=("product:42",))), up.sender())
+    await cache.get_or_fetch(
+        chat("b", options=CacheOptions(tags=("product:42", "faq"))), up.sender()
+    )
+    await cache.get_or_fetch(chat("c"), up.sender())
+    assert await cache.invalidate_tags("product:42") >= 2
+    for prompt, outcome in (("a", "miss"), ("b", "miss"), ("c", "hit")):
+        assert (await cache.get_or_fetch(chat(prompt), up.sender())).status.outcome == outcome
+    await cache.invalidate(chat("c"))
+    assert (await cache.get_or_fetch(chat("c"), up.sender())).status.outcome == "miss"
+
+
+async def test_clear_is_a_generation_bump(cache: Cache) -> None:
+    up = Upstream()
+    await cache.get_or_fetch(chat(), up.sender())
+    key_before = cache.key_for(chat())
+    await cache.clear()
+    assert cache.key_for(chat()) != key_before
+    assert (await cache.get_or_fetch(chat(), up.sender())).status.outcome == "miss"
+
+
+async def test_memoize_distinguishes_none_and_normalises(cache: Cache) -> None:
+    calls = 0
+
+    @cache.memoize(ttl=60)
+    async def lookup(x: int, flag: bool = False) -> Any:
+        nonlocal calls
+        calls += 1
+        return None if x == 0 else (x, flag)
+
+    assert await lookup(0) is None and await lookup(0) is None
+    assert await lookup(1) == [1, False] and await lookup(x=1, flag=False) == [1, False]
+    assert calls == 2
+    await lookup.invalidate(1)  # type: ignore[attr-defined]
+    await lookup(1)
+    assert calls == 3
+
+    @cache.memoize()
+    async def bad() -> Any:
+        return object()
+
+    with pytest.raises(TypeError, match="not JSON-serialisable"):
+        await bad()
+
+
+async def test_closed_cache_raises_clearly(cache: Cache) -> None:
+    await cache.aclose()
+    with pytest.raises(CacheClosedError, match="aclose"):
+        await cache.get_or_fetch(chat(), Upstream().sender())
+
+
+async def test_ttl_with_injected_clock(tmp_path: Any) -> None:
+    now = [1_000_000.0]
+    backend = MemoryBackend(clock=lambda: now[0])
+    async with Cache(backend, clock=lambda: now[0], policy=CachePolicy(default_ttl=60)) as cache:
+        up = Upstream()
+        await cache.get_or_fetch(chat(), up.sender())
+        now[0] += 59
+        assert (await cache.get_or_fetch(chat(), up.sender())).status.outcome == "hit"
+        now[0] += 2
+        assert (await cache.get_or_fetch(chat(), up.sender())).status.outcome == "miss"
+
+
+@pytest.mark.parametrize("kind", ["sqlite", "redis"])
+async def test_corrupt_and_mismatched_entries_are_misses(
+    kind: str, request: pytest.FixtureRequest, tmp_path: Any
+) -> None:
+    def make() -> Any:
+        if kind == "sqlite":
+            return SQLiteBackend(str(tmp_path / "c.db"))
+        return RedisBackend.from_url(request.getfixturevalue("redis_url"))
+
+    up = Upstream()
+    async with Cache(make(), l1_max_entries=0) as cache:
+        key = cache.key_for(chat())
+        await cache.backend.set_many([(key, b"\x00not json", None)])  # type: ignore[union-attr]
+        r = await cache.get_or_fetch(chat(), up.sender())
+        assert r.status.outcome == "miss" and cache.stats().integrity_errors == 1
+        # An entry written for another tenant under this key is refused too.
+        other = cache.key_for(chat(tenant="acme"))
+        raw = (await cache.backend.get_many([key]))[0]  # type: ignore[union-attr]
+        await cache.backend.set_many([(other, raw, None)])  # type: ignore[union-attr,list-item]
+        r = await cache.get_or_fetch(chat(tenant="acme"), up.sender())
+        assert r.status.outcome == "miss" and cache.stats().integrity_errors == 2
+        assert up.calls == 2
+
+
+async def test_clear_reaches_other_processes_sharing_the_store(tmp_path: Any) -> None:
+    url = f"sqlite:///{tmp_path}/shared.db"
+    up = Upstream()
+    async with (
+        Cache.from_url(url, generation_refresh=0.0) as a,
+        Cache.from_url(url, generation_refresh=0.0) as b,
+    ):
+        await a.get_or_fetch(chat(), up.sender())
+        assert (await b.get_or_fetch(chat(), up.sender())).status.outcome == "hit"
+        await a.clear()
+        assert (await b.get_or_fetch(chat(), up.sender())).status.outcome == "miss"
+
+
+async def test_batch_lookup_fetches_only_the_misses(cache: Cache) -> None:
+    fetched: list[list[int]] = []
+
+    def emb(text: str) -> CacheRequest:
+        return CacheRequest(
+            "openai", "embeddings", {"model": "text-embedding-3-small", "input": text}
+        )
+
+    texts = [f"t{i}" for i in range(100)]
+
+    async def fetch_for(indices: list[int], names: list[str]) -> list[Any]:
+        fetched.append(indices)
+        return [
+            {"embedding": [float(len(names[i]))], "tokens": 2, "model": "text-embedding-3-small"}
+            for i in indices
+        ]
+
+    await cache.get_or_fetch_many(
+        [emb(t) for t in texts[:90]], lambda ix: fetch_for(ix, texts[:90])
+    )
+    results = await cache.get_or_fetch_many(
+        [emb(t) for t in texts], lambda ix: fetch_for(ix, texts)
+    )
+    assert len(fetched) == 2 and fetched[1] == list(range(90, 100))
+    assert [r.status.outcome for r in results].count("hit") == 90
+    assert [r.value["embedding"] for r in results] == [[float(len(t))] for t in texts]
+
+
+async def test_random_cancellations_never_cross_keys(cache: Cache) -> None:
+    rng = random.Random(7)
+    up = Upstream(delay=0.002)
+
+    async def one(i: int) -> tuple[int, Any]:
+        r = await cache.get_or_fetch(chat(f"q{i % 50}"), up.sender(f"a{i % 50}"))
+        return i, r.value
+
+    tasks = [asyncio.create_task(one(i)) for i in range(600)]
+    for t in tasks:
+        if rng.random() < 0.3:
+            asyncio.get_running_loop().call_later(rng.random() * 0.01, t.cancel)
+    for res in await asyncio.gather(*tasks, return_exceptions=True):
+        if isinstance(res, tuple):
+            i, value = res
+            assert value["choices"][0]["message"]["content"] == f"a{i % 50}"
+
+
+def test_bad_urls_name_the_problem() -> None:
+    with pytest.raises(ConfigurationError, match="ftp"):
+        Cache.from_url("ftp://x")
+    with pytest.raises(ConfigurationError, match="three slashes"):
+        Cache.from_url("sqlite://cache.db")
+    with pytest.raises(ConfigurationError, match="namespace"):
+        Cache(namespace="a:b")

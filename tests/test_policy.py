@@ -1,0 +1,128 @@
+"""CachePolicy decisions are pure: no cache, no I/O, just inputs and reasons."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from asynccache import CacheOptions, CachePolicy, CacheRequest, ConfigurationError
+from asynccache._answers import inspect_answer
+
+
+def req(provider: str = "openai", endpoint: str = "chat.completions", **body: Any) -> CacheRequest:
+    return CacheRequest(provider, endpoint, {"model": "m", "messages": [], **body})
+
+
+def chat_answer(
+    finish: str = "stop", content: Any = "hi", tool_calls: Any = None
+) -> dict[str, Any]:
+    msg = {"role": "assistant", "content": content, "tool_calls": tool_calls}
+    return {"model": "m", "choices": [{"finish_reason": finish, "message": msg}], "usage": {}}
+
+
+def test_request_rules() -> None:
+    p = CachePolicy()
+    assert p.check_request(req(temperature=0)).ok
+    assert p.check_request(req()).ok  # unset temperature: cacheable
+    sampled = p.check_request(req(temperature=0.7))
+    assert not sampled.ok and "temperature=0.7" in (sampled.reason or "")
+    assert not p.check_request(req(n=3)).ok
+    assert CachePolicy(cache_sampled=True).check_request(req(temperature=0.7, n=3)).ok
+    strict = CachePolicy(require_zero_temperature=True)
+    assert not strict.check_request(req()).ok and strict.check_request(req(temperature=0)).ok
+
+
+@pytest.mark.parametrize(
+    "field", ["previous_response_id", "conversation", "background", "container"]
+)
+def test_stateful_requests_bypass_with_reason(field: str) -> None:
+    d = CachePolicy().check_request(req(endpoint="responses", **{field: "x"}))
+    assert not d.ok and field in (d.reason or "")
+    assert CachePolicy(cache_stateful=True).check_request(req(**{field: "x"})).ok
+
+
+def test_answer_rules() -> None:
+    p = CachePolicy()
+
+    def check(value: Any, size: int = 10, policy: CachePolicy = p) -> bool:
+        return policy.check_answer(inspect_answer("openai", "chat.completions", value), size).ok
+
+    assert check(chat_answer())
+    assert not check(chat_answer("length"))
+    assert check(chat_answer("length"), policy=CachePolicy(cache_truncated=True))
+    assert not check(chat_answer("content_filter"))
+    assert not check(chat_answer(content=""))
+    assert check(chat_answer("tool_calls", content=None, tool_calls=[{"id": "1"}]))
+    assert not check(chat_answer(), size=(1 << 20) + 1)
+
+
+def test_anthropic_and_responses_answers() -> None:
+    p = CachePolicy()
+    msg = {"model": "c", "stop_reason": "end_turn", "content": [{"type": "text", "text": "hi"}]}
+    assert p.check_answer(inspect_answer("anthropic", "messages", msg), 1).ok
+    cut = {**msg, "stop_reason": "max_tokens"}
+    assert not p.check_answer(inspect_answer("anthropic", "messages", cut), 1).ok
+    resp = {
+        "status": "incomplete",
+        "incomplete_details": {"reason": "max_output_tokens"},
+        "output": [],
+    }
+    assert not p.check_answer(inspect_answer("openai", "responses", resp), 1).ok
+
+
+def test_usage_accounting_reads_provider_cache_fields() -> None:
+    openai = inspect_answer(
+        "openai",
+        "chat.completions",
+        {
+            "choices": [],
+            "usage": {
+                "prompt_tokens": 1000,
+                "completion_tokens": 50,
+                "prompt_tokens_details": {"cached_tokens": 800},
+            },
+        },
+    ).usage
+    assert (openai.input_tokens, openai.cached_input_tokens, openai.output_tokens) == (
+        1000,
+        800,
+        50,
+    )
+    anthropic = inspect_answer(
+        "anthropic",
+        "messages",
+        {
+            "content": [],
+            "usage": {
+                "input_tokens": 20,
+                "output_tokens": 5,
+                "cache_read_input_tokens": 900,
+                "cache_creation_input_tokens": 100,
+            },
+        },
+    ).usage
+    # Anthropic reports cache reads/writes apart from input_tokens; we fold them in.
+    assert anthropic.input_tokens == 1020 and anthropic.cached_input_tokens == 900
+    assert anthropic.cache_write_tokens == 100
+
+
+def test_ttls() -> None:
+    p = CachePolicy(default_ttl=100)
+    assert p.ttl_for(CacheOptions()) == 100
+    assert p.ttl_for(CacheOptions(category="news")) == 3600
+    assert p.ttl_for(CacheOptions(category="faq")) == 7 * 86400
+    assert p.ttl_for(CacheOptions(category="greeting")) == 30 * 86400
+    assert p.ttl_for(CacheOptions(category="unknown")) == 100
+    assert p.ttl_for(CacheOptions(category="news", ttl=5)) == 5
+
+
+def test_invalid_options_name_the_field() -> None:
+    with pytest.raises(ConfigurationError, match="mode"):
+        CacheOptions(mode="sometimes")  # type: ignore[arg-type]
+    with pytest.raises(ConfigurationError, match="ttl"):
+        CacheOptions(ttl=-1)
+    with pytest.raises(ConfigurationError, match="tags"):
+        CacheOptions(tags="faq")  # type: ignore[arg-type]
+    with pytest.raises(ConfigurationError, match="default_ttl"):
+        CachePolicy(default_ttl=0)
