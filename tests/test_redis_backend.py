@@ -1,0 +1,169 @@
+"""Redis specifics on a real server: auto-batching, cancellation, a stalled server, tag expiry."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import time
+from collections.abc import AsyncIterator, Iterator
+
+import pytest
+import redis
+import redis.asyncio
+
+from asynccache import BackendError, ConfigurationError
+from asynccache.backends import RedisBackend
+from tests.support import RedisClusterServer, RedisServer
+
+
+def mget_calls(url: str) -> int:
+    """MGET commands the server has executed so far (INFO commandstats)."""
+    with redis.Redis.from_url(url) as client:
+        stats = client.info("commandstats")
+    return int(stats.get("cmdstat_mget", {}).get("calls", 0))
+
+
+def value(i: int) -> bytes:
+    return f"value-{i}".encode()
+
+
+@pytest.fixture
+async def backend(redis_url: str) -> AsyncIterator[RedisBackend]:
+    b = RedisBackend.from_url(redis_url)
+    yield b
+    await b.aclose()
+
+
+@pytest.fixture
+def private_redis() -> Iterator[RedisServer]:
+    """A server of this test's own, for tests that stop it (SIGSTOP)."""
+    with RedisServer() as server:
+        yield server
+
+
+@pytest.fixture
+def redis_cluster() -> Iterator[RedisClusterServer]:
+    """A three-node Redis Cluster of this test's own (about 2 s to form)."""
+    with RedisClusterServer() as cluster:
+        yield cluster
+
+
+async def test_concurrent_lookups_in_one_tick_share_one_mget(
+    backend: RedisBackend, redis_url: str
+) -> None:
+    await backend.set_many([(f"k{i}", value(i), None) for i in range(200)])
+    before = mget_calls(redis_url)
+    results = await asyncio.gather(*(backend.get_many([f"k{i}"]) for i in range(200)))
+    assert mget_calls(redis_url) - before == 1
+    assert results == [[value(i)] for i in range(200)]
+
+
+async def test_big_batches_are_split_into_bounded_mgets_in_one_pipeline(redis_url: str) -> None:
+    backend = RedisBackend.from_url(redis_url, max_batch_keys=512)
+    try:
+        await backend.set_many([(f"k{i}", value(i), None) for i in range(0, 1200, 2)])
+        before = mget_calls(redis_url)
+        keys = [f"k{i}" for i in range(1200)]
+        got = await backend.get_many(keys)
+        assert mget_calls(redis_url) - before == 3  # ceil(1200 / 512)
+        assert got == [value(i) if i % 2 == 0 else None for i in range(1200)]
+    finally:
+        await backend.aclose()
+
+
+async def test_cancelled_callers_do_not_break_the_others(backend: RedisBackend) -> None:
+    n = 200
+    await backend.set_many([(f"k{i}", value(i), None) for i in range(n)])
+    tasks = [asyncio.create_task(backend.get_many([f"k{i}"])) for i in range(n)]
+    await asyncio.sleep(0)  # every task has queued its lookup
+    victims = random.Random(7).sample(range(n), k=60)
+    for i in victims[:30]:  # before the flush
+        tasks[i].cancel()
+    await asyncio.sleep(0)
+    for i in victims[30:]:  # while the MGET is (most likely) in flight
+        tasks[i].cancel()
+    results = await asyncio.gather(*tasks, return_exceptions=True)
+    for i, result in enumerate(results):
+        if i in victims and isinstance(result, asyncio.CancelledError):
+            continue
+        assert result == [value(i)], i
+    assert sum(isinstance(r, asyncio.CancelledError) for r in results) >= 30
+    assert await backend.get_many(["k0", "k1", "nope"]) == [value(0), value(1), None]
+
+
+async def test_stalled_server_fails_fast_and_recovers(private_redis: RedisServer) -> None:
+    backend = RedisBackend.from_url(private_redis.url)
+    try:
+        await backend.set_many([("k", b"v", None)])
+        private_redis.pause()
+        try:
+            started = time.monotonic()
+            with pytest.raises(BackendError):
+                await backend.get_many(["k"])
+            with pytest.raises(BackendError):
+                await backend.set_many([("k2", b"v2", None)])
+            assert time.monotonic() - started < 3.0
+        finally:
+            private_redis.resume()
+        assert await backend.get_many(["k"]) == [b"v"]
+    finally:
+        await backend.aclose()
+
+
+async def test_tag_expiry_grows_but_never_shrinks(backend: RedisBackend, redis_url: str) -> None:
+    def pttl() -> int:
+        with redis.Redis.from_url(redis_url) as client:
+            return int(client.pttl("asynccache:tag:t"))
+
+    await backend.add_tags([("t", "a")], ttl=1)
+    assert 0 < pttl() <= 1000  # a fresh tag set gets the entry's TTL
+    await backend.add_tags([("t", "b")], ttl=100)
+    assert pttl() > 90_000  # grows
+    await backend.add_tags([("t", "c")], ttl=1)
+    assert pttl() > 90_000  # never shrinks
+    await backend.add_tags([("t", "d")], ttl=None)
+    assert pttl() > 10 * 365 * 24 * 3600 * 1000  # an entry without expiry: a century
+    assert sorted(await backend.pop_tags(["t"])) == ["a", "b", "c", "d"]
+
+
+async def test_a_client_passed_in_stays_open(redis_url: str) -> None:
+    client = redis.asyncio.Redis.from_url(redis_url)
+    try:
+        backend = RedisBackend(client)
+        await backend.set_many([("k", b"v", 60)])
+        assert await backend.get_many(["k"]) == [b"v"]
+        await backend.aclose()
+        assert await client.get("k") == b"v"
+    finally:
+        await client.aclose()
+
+
+async def test_closed_backend_raises_backend_error(backend: RedisBackend) -> None:
+    await backend.aclose()
+    with pytest.raises(BackendError, match="closed"):
+        await backend.get_many(["k"])
+
+
+def test_bad_url_is_a_configuration_error() -> None:
+    with pytest.raises(ConfigurationError, match="Redis URL"):
+        RedisBackend.from_url("http://127.0.0.1:1/0")
+
+
+async def test_cluster_spreads_keys_over_slots_and_keeps_the_contract(
+    redis_cluster: RedisClusterServer,
+) -> None:
+    backend = RedisBackend.from_url(redis_cluster.url)  # redis+cluster:// picks the cluster client
+    try:
+        n = 100  # keys land on all three nodes
+        await backend.set_many([(f"k{i}", value(i), None if i % 2 else 30) for i in range(n)])
+        got = await asyncio.gather(*(backend.get_many([f"k{i}", "nope"]) for i in range(n)))
+        assert got == [[value(i), None] for i in range(n)]
+        await backend.set_many([("k0", b"gone", 0)])
+        assert await backend.get_many(["k0", "k1"]) == [None, value(1)]
+        await backend.add_tags([("t", f"k{i}") for i in range(1, 10)], ttl=10)
+        await backend.add_tags([("u", "k1")], ttl=None)
+        assert sorted(await backend.pop_tags(["t", "u"])) == sorted(f"k{i}" for i in range(1, 10))
+        assert await backend.pop_tags(["t", "u"]) == []
+        assert await backend.delete_many([f"k{i}" for i in range(n)] + ["nope"]) == n - 1
+    finally:
+        await backend.aclose()
