@@ -14,7 +14,6 @@ from ._exceptions import (
     ConfigurationError,
     KeyBuildError,
 )
-from ._keys import KEY_SCHEMA
 from ._models import CachedResponse, CacheOptions, CacheRequest, CacheStatus, Entry, Usage
 from ._policy import CachePolicy, Decision
 from ._retry import RetryPolicy
@@ -23,7 +22,6 @@ from .integrations import wrap_anthropic, wrap_openai
 from .integrations._common import cache_status
 
 __all__ = [
-    "KEY_SCHEMA",
     "BackendError",
     "BackendTimeoutError",
     "Cache",

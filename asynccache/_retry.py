@@ -117,7 +117,7 @@ class RetryPolicy:
             reraise=True,
             before_sleep=before_sleep,
         )
-        return await retrying(fn)  # type: ignore[no-any-return]
+        return await retrying(fn)
 
 
 NO_RETRY = RetryPolicy(attempts=1)

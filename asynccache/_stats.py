@@ -7,8 +7,9 @@ and print a snapshot without it changing underneath.
 Savings: a hit (or a coalesced call) avoided a full upstream call, so it saved that call's
 tokens at the model's list price. Provider prompt-cache reads were already discounted, so they
 are priced at the cached-input rate, not the full rate: "saved" is what the call would really
-have cost. Prices are USD per million tokens, as published by the providers (checked
-2026-11); pass ``prices=`` to ``Cache`` to use your own contract rates.
+have cost. Prices are USD per million tokens from the providers' published list prices for the
+models named below (newer models are not in the table: their hits are counted as
+``unpriced_hits``, never guessed). Pass ``prices=`` to ``Cache`` for your models and contract rates.
 """
 
 from __future__ import annotations

@@ -50,7 +50,7 @@ class _Messages(Passthrough):
 
         async def send() -> Any:
             raw = await self._upstream.with_raw_response.create(**params)
-            return loads(raw.content)
+            return loads(await raw.read())
 
         result = await self._cache.get_or_fetch(request, send)
         return tag(Message.construct(**result.value), result.status)
