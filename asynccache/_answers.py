@@ -27,6 +27,7 @@ def _int(d: Any, name: str) -> int:
     return v if type(v) is int else 0
 
 
+# OpenAI's cached_tokens and cache_write_tokens are subsets of prompt/input tokens.
 def _openai_chat(v: dict[str, Any]) -> AnswerFacts:
     choices = v.get("choices") or []
     reasons = tuple(str(c.get("finish_reason")) for c in choices)
@@ -35,10 +36,12 @@ def _openai_chat(v: dict[str, Any]) -> AnswerFacts:
         for c in choices
     )
     u = v.get("usage") or {}
+    details = u.get("prompt_tokens_details")
     usage = Usage(
         input_tokens=_int(u, "prompt_tokens"),
         output_tokens=_int(u, "completion_tokens"),
-        cached_input_tokens=_int(u.get("prompt_tokens_details"), "cached_tokens"),
+        cached_input_tokens=_int(details, "cached_tokens"),
+        cache_write_tokens=_int(details, "cache_write_tokens"),
     )
     return AnswerFacts(reasons, empty, usage, v.get("model"))
 
@@ -58,10 +61,12 @@ def _openai_responses(v: dict[str, Any]) -> AnswerFacts:
         if isinstance(item, dict)
     )
     u = v.get("usage") or {}
+    details = u.get("input_tokens_details")
     usage = Usage(
         input_tokens=_int(u, "input_tokens"),
         output_tokens=_int(u, "output_tokens"),
-        cached_input_tokens=_int(u.get("input_tokens_details"), "cached_tokens"),
+        cached_input_tokens=_int(details, "cached_tokens"),
+        cache_write_tokens=_int(details, "cache_write_tokens"),
     )
     return AnswerFacts((reason,), empty, usage, v.get("model"))
 

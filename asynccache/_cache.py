@@ -488,7 +488,7 @@ class Cache:
         """Store L2 first (so other processes see it as soon as we do), then L1."""
         if self.backend is not None and self._breaker.allow():
             items: list[Item] = [(key, w.raw, w.entry.ttl) for key, w in writes]
-            tags = [(f"{self._base}:tag:{t}", key) for key, w in writes for t in w.entry.tags]
+            tags = [(self._tag_name(t), key) for key, w in writes for t in w.entry.tags]
             try:
                 await self.backend.set_many(items)
                 if tags:
@@ -626,11 +626,15 @@ class Cache:
         """Delete every answer stored with any of these tags."""
         keys: set[str] = set()
         if self.backend is not None:
-            keys.update(await self.backend.pop_tags([f"{self._base}:tag:{t}" for t in tags]))
+            keys.update(await self.backend.pop_tags([self._tag_name(t) for t in tags]))
         if self._l1 is not None:
             wanted = set(tags)
             keys.update(k for k, e in self._l1.items() if wanted.intersection(e.tags))
         return await self._delete(list(keys))
+
+    def _tag_name(self, tag: str) -> str:
+        """Tags are per namespace; backends keep their tag index apart from entry keys."""
+        return f"{self._base}:{tag}"
 
     async def _delete(self, keys: list[str]) -> int:
         n = 0

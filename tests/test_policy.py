@@ -126,3 +126,25 @@ def test_invalid_options_name_the_field() -> None:
         CacheOptions(tags="faq")  # type: ignore[arg-type]
     with pytest.raises(ConfigurationError, match="default_ttl"):
         CachePolicy(default_ttl=0)
+
+
+def test_saved_cost_matches_a_hand_computed_figure() -> None:
+    from asynccache._stats import DEFAULT_PRICES, cost_of, price_of
+
+    usage = inspect_answer(
+        "openai",
+        "chat.completions",
+        {
+            "choices": [],
+            "usage": {
+                "prompt_tokens": 10_000,
+                "completion_tokens": 1_000,
+                "prompt_tokens_details": {"cached_tokens": 8_000},
+            },
+        },
+    ).usage
+    price = price_of("gpt-4o-mini-2024-07-18", DEFAULT_PRICES)
+    assert price is not None
+    # 2,000 fresh input at $0.15/M + 8,000 cached at $0.075/M + 1,000 output at $0.60/M
+    assert cost_of(usage, price) == pytest.approx((2_000 * 0.15 + 8_000 * 0.075 + 1_000 * 0.60) / 1e6)
+    assert price_of("some-future-model", DEFAULT_PRICES) is None
