@@ -26,7 +26,8 @@ from typing import Any, TypeVar
 from . import _codec, _keys
 from ._answers import AnswerFacts, inspect_answer
 from ._breaker import CircuitBreaker
-from ._exceptions import BackendError, CacheClosedError, CacheMissError, ConfigurationError
+from ._exceptions import CacheClosedError, CacheMissError, ConfigurationError
+from ._layers import Layers, Write
 from ._models import (
     DEFAULT_OPTIONS,
     CachedResponse,
@@ -40,7 +41,7 @@ from ._policy import CachePolicy
 from ._retry import RetryPolicy
 from ._singleflight import FollowerTimeout, SingleFlight
 from ._stats import DEFAULT_PRICES, CacheStats, Price, StatsRecorder
-from .backends._base import Backend, Item
+from .backends._base import Backend
 from .backends._lru import LRU
 
 logger = logging.getLogger("asynccache")
@@ -48,8 +49,6 @@ logger = logging.getLogger("asynccache")
 F = TypeVar("F", bound=Callable[..., Awaitable[Any]])
 Sender = Callable[[], Awaitable[Any]]
 BatchSender = Callable[[list[int]], Awaitable[list[Any]]]
-
-_LOG_EVERY = 10.0  # seconds between two warnings about a failing store
 
 
 @dataclass(frozen=True, slots=True)
@@ -106,23 +105,23 @@ class Cache:
             if l1_max_entries > 0
             else None
         )
-        self._l1_ttl = l1_ttl
         self._clock = clock
         self._flights: SingleFlight[_Landed] = SingleFlight(follower_timeout)
-        self._breaker = breaker if breaker is not None else CircuitBreaker(clock=time.monotonic)
         self._stats = StatsRecorder(prices)
         self._scoped: contextvars.ContextVar[CacheOptions] = contextvars.ContextVar(
             f"asynccache.options.{id(self)}", default=DEFAULT_OPTIONS
         )
-        self._base = f"{prefix}:{namespace}"
-        self._gen_key = f"{self._base}:gen"
-        self._gen = 0
-        self._gen_refresh = generation_refresh
-        self._gen_due = 0.0 if backend is not None else float("inf")
-        self._key_prefixes: dict[str | None, str] = {}
+        self._layers = Layers(
+            backend,
+            self._l1,
+            base=f"{prefix}:{namespace}",
+            l1_ttl=l1_ttl,
+            breaker=breaker if breaker is not None else CircuitBreaker(),
+            stats=self._stats,
+            clock=clock,
+            generation_refresh=generation_refresh,
+        )
         self._closed = False
-        self._last_warning = -_LOG_EVERY
-        self._suppressed = 0
 
     # -- construction and lifecycle ------------------------------------------------------------
 
@@ -188,17 +187,7 @@ class Cache:
 
     def _key(self, request: CacheRequest) -> tuple[str, str]:
         digest = _keys.digest(request)
-        head = self._key_prefixes.get(request.tenant)
-        if head is None:
-            head = f"{self._base}:v{_keys.KEY_SCHEMA}:g{self._gen}:{_keys.tenant_hash(request.tenant)}:"
-            self._key_prefixes[request.tenant] = head
-        return head + digest, digest
-
-    def _set_generation(self, gen: int) -> None:
-        self._gen = gen
-        self._key_prefixes.clear()
-        if self._l1 is not None:
-            self._l1.clear()
+        return self._layers.key(request.tenant, digest), digest
 
     # -- the read/fetch path -------------------------------------------------------------------
 
@@ -220,8 +209,8 @@ class Cache:
                     f"mode='only' but the request is not cacheable: {decision.reason}"
                 )
             return await self._bypass(sender, decision.reason)
-        if self._clock() >= self._gen_due:
-            await self._refresh_generation()
+        if self._clock() >= self._layers.generation_due:
+            await self._layers.refresh_generation()
         key, digest = self._key(request)
         if mode != "refresh":
             l1 = self._l1
@@ -232,7 +221,7 @@ class Cache:
                 age = self._clock() - entry.created_at
                 return CachedResponse(entry.value, CacheStatus("hit", "l1", key, age=age), entry)
             if self.backend is not None:
-                entry = await self._l2_get(key, digest, request.tenant)
+                entry = await self._layers.read(key, digest, request.tenant)
                 if entry is not None:
                     st.hits_l2 += 1
                     st.saved(entry.model, entry.usage, opts.category)
@@ -292,7 +281,7 @@ class Cache:
         recheck: bool,
     ) -> _Landed:
         if recheck and self.backend is not None:
-            entry = await self._l2_get(key, digest, request.tenant)
+            entry = await self._layers.read(key, digest, request.tenant)
             if entry is not None:
                 return _Landed(
                     entry.value, entry, AnswerFacts(model=entry.model, usage=entry.usage), "l2"
@@ -300,7 +289,7 @@ class Cache:
         value = await self._upstream(sender)
         write, facts = self._make_entry(digest, request, opts, value)
         if write is not None:
-            await self._write([(key, write)])
+            await self._layers.write([(key, write)])
         return _Landed(value, write.entry if write else None, facts, None)
 
     async def _upstream(self, sender: Sender) -> Any:
@@ -345,8 +334,8 @@ class Cache:
             st.bypassed += len(requests)
             values = await self._upstream(lambda: fetch(list(range(len(requests)))))
             return [CachedResponse(v, CacheStatus("bypass", reason=reason)) for v in values]
-        if self._clock() >= self._gen_due:
-            await self._refresh_generation()
+        if self._clock() >= self._layers.generation_due:
+            await self._layers.refresh_generation()
         keyed = [self._key(r) for r in requests]
         out: list[CachedResponse | None] = [None] * len(requests)
         if opts.mode != "refresh":
@@ -418,7 +407,7 @@ class Cache:
             )
         if not todo or self.backend is None:
             return
-        found = await self._l2_get_many(
+        found = await self._layers.read_many(
             [keyed[i][0] for i in todo],
             [keyed[i][1] for i in todo],
             [requests[i].tenant for i in todo],
@@ -446,21 +435,21 @@ class Cache:
         if len(values) != len(firsts):
             raise ValueError(f"batch sender returned {len(values)} values for {len(firsts)} inputs")
         landed: list[_Landed] = []
-        writes: list[tuple[str, _Write]] = []
+        writes: list[tuple[str, Write]] = []
         for key, i, value in zip(keys, firsts, values, strict=True):
             write, facts = self._make_entry(keyed[i][1], requests[i], opts, value)
             if write is not None:
                 writes.append((key, write))
             landed.append(_Landed(value, write.entry if write else None, facts, None))
         if writes:
-            await self._write(writes)
+            await self._layers.write(writes)
         return landed
 
     # -- writing -------------------------------------------------------------------------------
 
     def _make_entry(
         self, digest: str, request: CacheRequest, opts: CacheOptions, value: Any
-    ) -> tuple[_Write | None, AnswerFacts]:
+    ) -> tuple[Write | None, AnswerFacts]:
         """The encoded entry to store for this answer, or None (reason logged and counted)."""
         facts = inspect_answer(request.provider, request.endpoint, value)
         if opts.mode == "no-store":
@@ -482,167 +471,24 @@ class Cache:
             self._stats.store_refused += 1
             logger.debug("asynccache not storing: %s", decision.reason)
             return None, facts
-        return _Write(entry, raw), facts
+        return Write(entry, raw), facts
 
-    async def _write(self, writes: list[tuple[str, _Write]]) -> None:
-        """Store L2 first (so other processes see it as soon as we do), then L1."""
-        if self.backend is not None and self._breaker.allow():
-            items: list[Item] = [(key, w.raw, w.entry.ttl) for key, w in writes]
-            tags = [(self._tag_name(t), key) for key, w in writes for t in w.entry.tags]
-            try:
-                await self.backend.set_many(items)
-                if tags:
-                    ttls = [w.entry.ttl for _, w in writes]
-                    await self.backend.add_tags(tags, None if None in ttls else max(ttls))  # type: ignore[type-var]
-            except Exception as exc:
-                self._backend_failed("set", exc)
-            else:
-                self._breaker.success()
-        for key, w in writes:
-            self._l1_put(key, w.entry, len(w.raw))
-        self._stats.stores += len(writes)
-
-    def _l1_put(self, key: str, entry: Entry, size: int) -> None:
-        if self._l1 is None:
-            return
-        ttl = entry.ttl
-        if ttl is not None:
-            ttl -= self._clock() - entry.created_at
-            if ttl <= 0:
-                return
-        if self._l1_ttl is not None:
-            ttl = self._l1_ttl if ttl is None else min(ttl, self._l1_ttl)
-        self._l1.set(key, entry, size, ttl)
-
-    # -- reading L2 ----------------------------------------------------------------------------
-
-    async def _l2_get(self, key: str, digest: str, tenant: str | None) -> Entry | None:
-        return (await self._l2_get_many([key], [digest], [tenant]))[0]
-
-    async def _l2_get_many(
-        self, keys: list[str], digests: list[str], tenants: list[str | None]
-    ) -> list[Entry | None]:
-        """Read, decode and verify; anything wrong is a miss. Backfills L1 with what it finds."""
-        misses: list[Entry | None] = [None] * len(keys)
-        assert self.backend is not None
-        if not self._breaker.allow():
-            self._stats.breaker_open_skips += 1
-            return misses
-        try:
-            raws = await self.backend.get_many(keys)
-        except Exception as exc:
-            self._backend_failed("get", exc)
-            return misses
-        self._breaker.success()
-        out = misses
-        bad: list[str] = []
-        now = self._clock()
-        for i, raw in enumerate(raws):
-            if raw is None:
-                continue
-            try:
-                entry = _codec.decode(raw)
-            except _codec.CodecError:
-                bad.append(keys[i])
-                continue
-            if entry.digest != digests[i] or entry.tenant != tenants[i]:
-                bad.append(keys[i])
-                continue
-            if entry.ttl is not None and now - entry.created_at >= entry.ttl:
-                continue  # expired by our clock even if the store has not dropped it yet
-            out[i] = entry
-            self._l1_put(keys[i], entry, len(raw))
-        if bad:
-            self._stats.integrity_errors += len(bad)
-            logger.warning(
-                "asynccache dropped %d corrupt or mismatched entries: %s", len(bad), bad[:3]
-            )
-            try:
-                await self.backend.delete_many(bad)
-            except Exception as exc:
-                self._backend_failed("delete", exc)
-        return out
-
-    def _backend_failed(self, op: str, exc: BaseException) -> None:
-        """Count, trip the breaker, and warn at most every few seconds (never per request)."""
-        self._stats.backend_errors += 1
-        self._breaker.failure()
-        now = time.monotonic()
-        if now - self._last_warning >= _LOG_EVERY:
-            logger.warning(
-                "asynccache store %s failed (%s: %s); serving from upstream (%d more since last report)",
-                op,
-                type(exc).__name__,
-                exc,
-                self._suppressed,
-            )
-            self._last_warning = now
-            self._suppressed = 0
-        else:
-            self._suppressed += 1
-
-    # -- generations, invalidation -------------------------------------------------------------
-
-    async def _refresh_generation(self) -> None:
-        """Pick up a clear() made by another process: at most one store read per interval."""
-        self._gen_due = self._clock() + self._gen_refresh
-        assert self.backend is not None
-        if not self._breaker.allow():
-            return
-        try:
-            raw = (await self.backend.get_many([self._gen_key]))[0]
-        except Exception as exc:
-            self._backend_failed("get", exc)
-            return
-        self._breaker.success()
-        try:
-            gen = int(raw) if raw is not None else 0
-        except ValueError:
-            gen = self._gen
-        if gen != self._gen:
-            self._set_generation(gen)
+    # -- invalidation --------------------------------------------------------------------------
 
     async def clear(self) -> None:
         """Forget every answer in this namespace, in O(1): bump the namespace generation, so
         every key changes. Old entries are never read again and age out by TTL / eviction.
         Raises BackendError if the shared store cannot record it (L1 is cleared regardless)."""
-        gen = self._gen + 1
-        if self.backend is not None:
-            try:
-                raw = (await self.backend.get_many([self._gen_key]))[0]
-                gen = max(gen, int(raw) + 1 if raw is not None else 0)
-                await self.backend.set_many([(self._gen_key, str(gen).encode(), None)])
-            except (BackendError, ValueError) as exc:
-                self._set_generation(gen)
-                raise BackendError(f"clear() could not record the new generation: {exc}") from exc
-        self._set_generation(gen)
+        await self._layers.bump_generation()
 
     async def invalidate(self, *targets: CacheRequest | str) -> int:
         """Delete the answers for these requests (or keys). Returns how many the store held."""
         keys = [t if isinstance(t, str) else self._key(t)[0] for t in targets]
-        return await self._delete(keys)
+        return await self._layers.delete(keys)
 
     async def invalidate_tags(self, *tags: str) -> int:
         """Delete every answer stored with any of these tags."""
-        keys: set[str] = set()
-        if self.backend is not None:
-            keys.update(await self.backend.pop_tags([self._tag_name(t) for t in tags]))
-        if self._l1 is not None:
-            wanted = set(tags)
-            keys.update(k for k, e in self._l1.items() if wanted.intersection(e.tags))
-        return await self._delete(list(keys))
-
-    def _tag_name(self, tag: str) -> str:
-        """Tags are per namespace; backends keep their tag index apart from entry keys."""
-        return f"{self._base}:{tag}"
-
-    async def _delete(self, keys: list[str]) -> int:
-        n = 0
-        if self._l1 is not None:
-            n = sum(self._l1.delete(k) for k in keys)
-        if self.backend is not None and keys:
-            n = await self.backend.delete_many(keys)
-        return n
+        return await self._layers.delete(await self._layers.keys_for_tags(tags))
 
     # -- memoize -------------------------------------------------------------------------------
 
@@ -658,9 +504,3 @@ class Cache:
         from ._memoize import memoize
 
         return memoize(self, CacheOptions(ttl=ttl, tags=tuple(tags), category=category), name)
-
-
-@dataclass(frozen=True, slots=True)
-class _Write:
-    entry: Entry
-    raw: bytes
