@@ -11,7 +11,6 @@ from typing import Any
 from asynccache import Cache, CacheRequest
 from asynccache._breaker import CircuitBreaker
 from asynccache.backends import RedisBackend
-
 from tests.support.delay_proxy import DelayProxy
 from tests.support.redis_server import RedisServer
 
@@ -50,37 +49,39 @@ async def test_cancel_storm_never_delivers_a_wrong_answer(
 
         return send
 
-    async with DelayProxy(redis_server.port) as proxy:
-        async with Cache.from_url(proxy.url, l1_max_entries=0) as cache:
-            for i in range(keys):  # warm through the proxy too
-                await cache.get_or_fetch(chat(i), sender(i))
-            rng = random.Random(42)
-            delivered = cancelled = 0
+    async with (
+        DelayProxy(redis_server.port) as proxy,
+        Cache.from_url(proxy.url, l1_max_entries=0) as cache,
+    ):
+        for i in range(keys):  # warm through the proxy too
+            await cache.get_or_fetch(chat(i), sender(i))
+        rng = random.Random(42)
+        delivered = cancelled = 0
 
-            async def lookup(i: int) -> None:
-                nonlocal delivered
-                r = await cache.get_or_fetch(chat(i), sender(i))
-                assert r.value["choices"][0]["message"]["content"] == f"answer {i}"
-                delivered += 1
+        async def lookup(i: int) -> None:
+            nonlocal delivered
+            r = await cache.get_or_fetch(chat(i), sender(i))
+            assert r.value["choices"][0]["message"]["content"] == f"answer {i}"
+            delivered += 1
 
-            tasks = []
-            for n in range(3000):
-                t = asyncio.create_task(lookup(rng.randrange(keys)))
-                tasks.append(t)
-                if rng.random() < 0.3:
-                    asyncio.get_running_loop().call_later(rng.uniform(0, 0.01), t.cancel)
-                if n % 100 == 0:
-                    await asyncio.sleep(rng.uniform(0, 0.003))
-            results = await asyncio.gather(*tasks, return_exceptions=True)
-            errors = [
-                r
-                for r in results
-                if isinstance(r, BaseException) and not isinstance(r, asyncio.CancelledError)
-            ]
-            cancelled = sum(isinstance(r, asyncio.CancelledError) for r in results)
-            assert errors == []
-            assert delivered + cancelled == 3000 and cancelled > 300
-            assert cache.stats().integrity_errors == 0
+        tasks = []
+        for n in range(3000):
+            t = asyncio.create_task(lookup(rng.randrange(keys)))
+            tasks.append(t)
+            if rng.random() < 0.3:
+                asyncio.get_running_loop().call_later(rng.uniform(0, 0.01), t.cancel)
+            if n % 100 == 0:
+                await asyncio.sleep(rng.uniform(0, 0.003))
+        results = await asyncio.gather(*tasks, return_exceptions=True)
+        errors = [
+            r
+            for r in results
+            if isinstance(r, BaseException) and not isinstance(r, asyncio.CancelledError)
+        ]
+        cancelled = sum(isinstance(r, asyncio.CancelledError) for r in results)
+        assert errors == []
+        assert delivered + cancelled == 3000 and cancelled > 300
+        assert cache.stats().integrity_errors == 0
 
 
 async def test_backend_batches_survive_cancellation_through_the_proxy(

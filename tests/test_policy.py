@@ -146,5 +146,7 @@ def test_saved_cost_matches_a_hand_computed_figure() -> None:
     price = price_of("gpt-4o-mini-2024-07-18", DEFAULT_PRICES)
     assert price is not None
     # 2,000 fresh input at $0.15/M + 8,000 cached at $0.075/M + 1,000 output at $0.60/M
-    assert cost_of(usage, price) == pytest.approx((2_000 * 0.15 + 8_000 * 0.075 + 1_000 * 0.60) / 1e6)
+    assert cost_of(usage, price) == pytest.approx(
+        (2_000 * 0.15 + 8_000 * 0.075 + 1_000 * 0.60) / 1e6
+    )
     assert price_of("some-future-model", DEFAULT_PRICES) is None

@@ -18,7 +18,7 @@ CONTRACT = {
 
 def test_all_is_sorted_and_complete() -> None:
     assert list(asynccache.__all__) == sorted(asynccache.__all__)
-    assert CONTRACT <= set(asynccache.__all__)
+    assert set(asynccache.__all__) >= CONTRACT
     for name in asynccache.__all__:
         assert hasattr(asynccache, name), name
 
