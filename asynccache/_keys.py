@@ -65,10 +65,18 @@ def canonical_body(body: Mapping[str, Any]) -> dict[str, Any]:
             value = int(value)
         elif name == "logit_bias" and isinstance(value, Mapping):
             value = {k: _int_if_integral(v) for k, v in value.items()}
-        elif name in _CONTENT_FIELDS and isinstance(value, list):
+        elif name in _CONTENT_FIELDS and type(value) is list and _needs_rewrite(value):
             value = [_canonical_item(item) for item in value]
         out[name] = value
     return out
+
+
+def _needs_rewrite(items: list[Any]) -> bool:
+    """Most messages are plain ``{"role", "content": str}``: leave such lists as they are."""
+    for item in items:
+        if type(item) is dict and ("cache_control" in item or type(item.get("content")) is list):
+            return True
+    return False
 
 
 def _int_if_integral(value: Any) -> Any:
@@ -106,10 +114,9 @@ def _is_plain_text_part(part: Any) -> bool:
 
 
 def canonical_bytes(request: CacheRequest) -> bytes:
-    """Canonical serialisation of a request: provider, endpoint and the canonical body."""
-    doc = {"p": request.provider, "e": request.endpoint, "b": canonical_body(request.body)}
+    """Canonical serialisation of the request body (provider and endpoint go into the seed)."""
     try:
-        return orjson.dumps(doc, option=_SORT)
+        return orjson.dumps(canonical_body(request.body), option=_SORT)
     except TypeError as exc:
         path = find_unserialisable(request.body)
         raise KeyBuildError(
@@ -118,9 +125,25 @@ def canonical_bytes(request: CacheRequest) -> bytes:
         ) from exc
 
 
+_seeds: dict[tuple[str, str], int] = {}
+
+
+def _seed(provider: str, endpoint: str) -> int:
+    """A hash seed per (provider, endpoint): the same body sent to two endpoints never
+    shares a digest, without concatenating or wrapping the body on every call."""
+    seed = _seeds.get((provider, endpoint))
+    if seed is None:
+        seed = _seeds[(provider, endpoint)] = xxhash.xxh3_64_intdigest(
+            f"{provider}\0{endpoint}".encode()
+        )
+    return seed
+
+
 def digest(request: CacheRequest) -> str:
     """The full 128-bit xxh3 digest (32 hex chars) of the canonical request."""
-    return xxhash.xxh3_128_hexdigest(canonical_bytes(request))
+    return xxhash.xxh3_128_hexdigest(
+        canonical_bytes(request), _seed(request.provider, request.endpoint)
+    )
 
 
 def tenant_hash(tenant: str | None) -> str:

@@ -133,6 +133,7 @@ class StatsRecorder:
 
     def __init__(self, prices: Mapping[str, Price] = DEFAULT_PRICES) -> None:
         self.prices = prices
+        self._price_cache: dict[str | None, Price | None] = {}  # model -> price, resolved once
         self.reset()
 
     def reset(self) -> None:
@@ -150,7 +151,10 @@ class StatsRecorder:
         """Account one call that did not go upstream."""
         self.input_tokens_saved += usage.input_tokens
         self.output_tokens_saved += usage.output_tokens
-        price = price_of(model, self.prices)
+        try:
+            price = self._price_cache[model]
+        except KeyError:
+            price = self._price_cache[model] = price_of(model, self.prices)
         if price is None:
             if usage.input_tokens or usage.output_tokens:
                 self.unpriced_hits += 1

@@ -346,3 +346,48 @@ async def test_wrapped_client_after_close_raises_clearly(
     with pytest.raises(CacheClosedError, match="aclose"):
         await client.chat.completions.create(model="gpt-4o-mini", messages=MSGS, temperature=0)
     assert fp.calls == 0
+
+
+async def test_cached_answers_equal_what_the_sdk_returns_directly(
+    fp: FakeProvider, oai: openai.AsyncOpenAI, claude: anthropic.AsyncAnthropic, cache: Cache
+) -> None:
+    direct = await oai.chat.completions.create(model="gpt-4o-mini", messages=MSGS, temperature=0)
+    client = wrap_openai(oai, cache)
+    miss = await client.chat.completions.create(model="gpt-4o-mini", messages=MSGS, temperature=0)
+    hit = await client.chat.completions.create(model="gpt-4o-mini", messages=MSGS, temperature=0)
+    same = {"id", "created"}  # the provider mints these per call
+    assert (
+        direct.model_dump(exclude=same)
+        == miss.model_dump(exclude=same)
+        == hit.model_dump(exclude=same)
+    )
+    assert miss.id == hit.id
+    kwargs: dict[str, Any] = {
+        "model": "claude-sonnet-4-6",
+        "max_tokens": 128,
+        "messages": [{"role": "user", "content": "hi"}],
+    }
+    direct_msg = await claude.messages.create(**kwargs)
+    cached_msg = await wrap_anthropic(claude, cache).messages.create(**kwargs)
+    assert direct_msg.model_dump(exclude={"id"}) == cached_msg.model_dump(exclude={"id"})
+
+
+def test_answers_the_schema_rejects_are_still_built_like_the_sdk_does() -> None:
+    from asynccache.integrations._common import build
+
+    value = {
+        "id": "c1",
+        "object": "chat.completion",
+        "created": 1,
+        "model": "gpt-4o-mini",
+        "choices": [
+            {
+                "index": 0,
+                "finish_reason": "a_future_reason",
+                "message": {"role": "assistant", "content": "x"},
+            }
+        ],
+    }
+    built = build(ChatCompletion, value)
+    assert isinstance(built, ChatCompletion) and built.choices[0].finish_reason == "a_future_reason"
+    assert built.choices[0].message.content == "x"

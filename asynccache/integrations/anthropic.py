@@ -2,7 +2,7 @@
 
 Same shape as the OpenAI wrapper: upstream calls go through a ``max_retries=0`` copy of the
 client (the cache retries), the provider's raw JSON is stored, and hits are rebuilt with the
-SDK's own ``construct`` into a real ``anthropic.types.Message``. Streaming passes through.
+SDK's own model class (validated, with ``construct`` as the fallback) into a real ``anthropic.types.Message``. Streaming passes through.
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 from .._cache import Cache
 from .._models import CacheOptions, CacheRequest
-from ._common import Passthrough, clean_params, loads, request_body, tag
+from ._common import Passthrough, build, clean_params, loads, request_body, tag
 
 if TYPE_CHECKING:
     from anthropic import AsyncAnthropic
@@ -53,4 +53,4 @@ class _Messages(Passthrough):
             return loads(await raw.read())
 
         result = await self._cache.get_or_fetch(request, send)
-        return tag(Message.construct(**result.value), result.status)
+        return tag(build(Message, result.value), result.status)

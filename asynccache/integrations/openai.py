@@ -3,7 +3,7 @@
 The cache makes its upstream calls through a copy of the client with ``max_retries=0`` (the
 cache's own tenacity policy retries; attempts must not multiply) and reads the provider's raw
 JSON, so what is stored is byte-for-byte what the provider said, and a hit is rebuilt with the
-SDK's own ``construct`` into the very type a miss returns (``ChatCompletion``, ``Response``…).
+SDK's own model class (validated, with ``construct`` as the fallback) into the very type a miss returns (``ChatCompletion``, ``Response``…).
 
 Embeddings are cached per input text: a batch of 100 texts with 90 cached sends one request
 for the other 10 and reassembles the answer in the caller's order. OpenAI reports one token
@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from .._cache import Cache
 from .._models import CacheOptions, CacheRequest, CacheStatus
-from ._common import Passthrough, clean_params, loads, request_body, tag
+from ._common import Passthrough, build, clean_params, loads, request_body, tag
 
 if TYPE_CHECKING:
     from openai import AsyncOpenAI
@@ -88,7 +88,7 @@ class _Completions(_Endpoint):
     def _build(self, value: Any) -> Any:
         from openai.types.chat import ChatCompletion
 
-        return ChatCompletion.construct(**value)
+        return build(ChatCompletion, value)
 
 
 class _Responses(_Endpoint):
@@ -100,7 +100,7 @@ class _Responses(_Endpoint):
     def _build(self, value: Any) -> Any:
         from openai.types.responses import Response
 
-        return Response.construct(**value)
+        return build(Response, value)
 
 
 class _Embeddings(Passthrough):
