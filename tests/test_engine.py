@@ -353,3 +353,34 @@ def test_bad_urls_name_the_problem() -> None:
         Cache.from_url("sqlite://cache.db")
     with pytest.raises(ConfigurationError, match="namespace"):
         Cache(namespace="a:b")
+
+
+async def test_follower_waits_a_bounded_time_then_goes_upstream_itself() -> None:
+    async with Cache.from_url("memory://", follower_timeout=0.05) as cache:
+        slow, fast = Upstream(delay=0.5), Upstream()
+        leader = asyncio.create_task(cache.get_or_fetch(chat(), slow.sender("slow")))
+        await asyncio.sleep(0.01)
+        follower = await cache.get_or_fetch(chat(), fast.sender("fast"))
+        assert follower.status.outcome == "miss" and fast.calls == 1
+        assert follower.value["choices"][0]["message"]["content"] == "fast"
+        assert (await leader).status.outcome == "miss" and slow.calls == 1
+
+
+async def test_a_locked_sqlite_file_fails_open(tmp_path: Any) -> None:
+    import sqlite3
+
+    path = tmp_path / "locked.db"
+    async with Cache(SQLiteBackend(str(path), op_timeout=0.2), l1_max_entries=0) as cache:
+        up = Upstream()
+        await cache.get_or_fetch(chat("warm"), up.sender())
+        holder = sqlite3.connect(path, isolation_level=None)
+        try:
+            holder.execute("BEGIN EXCLUSIVE")  # another process holding the write lock
+            results = await asyncio.gather(
+                *(cache.get_or_fetch(chat(f"q{i}"), up.sender()) for i in range(10))
+            )
+            assert all(r.value["choices"][0]["message"]["content"] == "answer" for r in results)
+            assert cache.stats().backend_errors >= 1
+        finally:
+            holder.execute("ROLLBACK")
+            holder.close()
