@@ -174,3 +174,18 @@ async def test_closed_backend_raises_backend_error(backend: SQLiteBackend) -> No
     await backend.aclose()
     with pytest.raises(BackendError, match="closed"):
         await backend.set_many([("k", b"v", None)])
+
+
+async def test_reads_in_one_tick_share_one_trip_to_the_thread(tmp_path: Path) -> None:
+    backend = SQLiteBackend(tmp_path / "reads.db")
+    try:
+        await backend.set_many([(f"k{i}", str(i).encode(), None) for i in range(50)])
+        results = await asyncio.gather(
+            *(backend.get_many([f"k{i % 50}", "missing"]) for i in range(200))
+        )
+        assert [r[0] for r in results] == [str(i % 50).encode() for i in range(200)]
+        assert all(r[1] is None for r in results)
+        stats = backend.statistics()
+        assert (stats.reads, stats.read_trips) == (200, 1)
+    finally:
+        await backend.aclose()

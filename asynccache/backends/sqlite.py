@@ -71,11 +71,14 @@ _LIVE = "(expires_at IS NULL OR expires_at > ?)"
 
 @dataclass(frozen=True, slots=True)
 class SQLiteStatistics:
-    """Counters since the backend was created (``writes / commits`` is the group-commit gain)."""
+    """Counters since the backend was created (``writes / commits`` is the group-commit gain,
+    ``reads / read_trips`` the read-batching gain)."""
 
     commits: int
     writes: int
     busy_retries: int
+    reads: int = 0
+    read_trips: int = 0
 
 
 def _is_busy(exc: sqlite3.Error) -> bool:
@@ -119,25 +122,38 @@ class SQLiteBackend:
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="asynccache-sqlite")
         self._conn: sqlite3.Connection | None = None  # owned by the worker thread only
         self._queue: list[tuple[_Op, asyncio.Future[Any]]] = []
+        self._reads: list[tuple[list[str], asyncio.Future[list[bytes | None]]]] = []
         self._writer_busy = False
         self._idle: asyncio.Event | None = None
         self._closed = False
         self._abandoned = False  # aclose gave up on a stuck worker thread
         self._commits = self._writes = self._busy_retries = 0
+        self._reads_asked = self._read_trips = 0
 
     @property
     def path(self) -> str:
         return self._path
 
     def statistics(self) -> SQLiteStatistics:
-        return SQLiteStatistics(self._commits, self._writes, self._busy_retries)
+        return SQLiteStatistics(
+            self._commits, self._writes, self._busy_retries, self._reads_asked, self._read_trips
+        )
 
     # -- protocol ------------------------------------------------------------------------------
 
     async def get_many(self, keys: Sequence[str]) -> list[bytes | None]:
+        """Lookups issued in the same loop tick share one trip to the worker thread and one
+        ``SELECT ... IN``: with 200 requests in flight that is one hop instead of 200 queued
+        behind each other (the same idea as RedisBackend's per-tick MGET)."""
         if not keys:
             return []
-        return await self._run(partial(self._read, list(keys), self._clock()))
+        self._check_open()
+        loop = asyncio.get_running_loop()
+        fut: asyncio.Future[list[bytes | None]] = loop.create_future()
+        if not self._reads:
+            loop.call_soon(self._flush_reads, loop)
+        self._reads.append((list(keys), fut))
+        return await self._bounded(fut)
 
     async def set_many(self, items: Sequence[Item]) -> None:
         if not items:
@@ -197,6 +213,7 @@ class SQLiteBackend:
             assert self._idle is not None
             await self._idle.wait()
         loop = asyncio.get_running_loop()
+        self._flush_reads(loop)  # reads already asked for run before the close (FIFO thread)
         await loop.run_in_executor(self._executor, self._close_connection)
 
     def _abandon(self) -> None:
@@ -208,12 +225,6 @@ class SQLiteBackend:
     def _check_open(self) -> None:
         if self._closed:
             raise BackendError("SQLiteBackend is closed; create a new one")
-
-    async def _run(self, fn: Callable[[], T]) -> T:
-        self._check_open()
-        loop = asyncio.get_running_loop()
-        fut = loop.run_in_executor(self._executor, fn)
-        return await self._bounded(fut)
 
     async def _write(self, op: _Op) -> Any:
         """Queue ``op`` for the next group commit and wait for its own result."""
@@ -240,6 +251,40 @@ class SQLiteBackend:
             raise BackendError(f"SQLite at {self._path!r} failed: {exc}") from exc
         except OSError as exc:
             raise BackendError(f"cannot open SQLite at {self._path!r}: {exc}") from exc
+
+    def _flush_reads(self, loop: asyncio.AbstractEventLoop) -> None:
+        batch = [(keys, fut) for keys, fut in self._reads if not fut.done()]
+        self._reads = []
+        if not batch:
+            return
+        if self._abandoned:
+            for _, fut in batch:
+                fut.set_exception(BackendError("SQLiteBackend was closed before this read ran"))
+            return
+        every = [key for keys, _ in batch for key in keys]
+        self._reads_asked += len(batch)
+        self._read_trips += 1
+        cf = self._executor.submit(self._read, every, self._clock())
+
+        def settle(cf: ThreadFuture[list[bytes | None]]) -> None:
+            try:
+                values = cf.result()
+            except BaseException as exc:
+                for _, fut in batch:
+                    if not fut.done():
+                        fut.set_exception(exc)
+                return
+            start = 0
+            for keys, fut in batch:
+                if not fut.done():
+                    fut.set_result(values[start : start + len(keys)])
+                start += len(keys)
+
+        def on_done(cf: ThreadFuture[list[bytes | None]]) -> None:
+            with contextlib.suppress(RuntimeError):  # a closed loop: nobody is left to tell
+                loop.call_soon_threadsafe(settle, cf)
+
+        cf.add_done_callback(on_done)
 
     def _start_batch(self, loop: asyncio.AbstractEventLoop) -> None:
         # Callers that timed out or were cancelled before their turn are dropped, not written.
