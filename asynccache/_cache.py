@@ -1,9 +1,9 @@
 """Cache: the engine. Lookup chain, flights, write-back, invalidation and stats.
 
-It *has* a backend, a policy, a retry policy, a single-flight, a breaker and a stats recorder
-(composition, not mixins) and knows nothing of SDKs, Redis or SQLite: integrations hand it a
-:class:`CacheRequest` and a ``sender`` (the real upstream call); backends plug in behind the
-bytes protocol.
+It *has* a layered store (``_layers``: L1 over a backend, behind a circuit breaker), a policy,
+a retry policy, a single-flight and a stats recorder (composition, not mixins), and knows
+nothing of SDKs, Redis or SQLite: integrations hand it a :class:`CacheRequest` and a
+``sender`` (the real upstream call); backends plug in behind the bytes protocol.
 
 The read path is ordered for speed: L1 is a plain dict lookup with no await, no task and no
 timer; L2 is one awaited (auto-batched) read; only a miss pays for a task and a shield.
