@@ -35,6 +35,8 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 from .._exceptions import BackendError, BackendTimeoutError, ConfigurationError
 from ._base import Item
 
+_ALL_MEMBERS = 2**31 - 1  # SPOP count: larger than any tag set we will hold
+
 __all__ = ["RedisBackend"]
 
 _Client = Union["Redis", "RedisCluster"]
@@ -220,16 +222,18 @@ class RedisBackend:
         if not tags:
             return []
         self._check_open()
-        with _errors("SMEMBERS"):
+        # SPOP with a count past any set's size takes every member and deletes the key in ONE
+        # command: a key tagged by another client at the same moment is either returned here or
+        # stays tagged, never dropped from the index while its entry survives (which reading
+        # with SMEMBERS and then UNLINK would allow). One key per command, so cluster-safe.
+        with _errors("SPOP"):
             async with self._client.pipeline(transaction=False) as pipe:
                 for tag in dict.fromkeys(tags):
-                    name = self._tag_prefix + tag
-                    pipe.smembers(name)
-                    pipe.execute_command("UNLINK", name)
+                    pipe.execute_command("SPOP", self._tag_prefix + tag, _ALL_MEMBERS)
                 replies = await pipe.execute()
         found: dict[str, None] = {}
-        for members in replies[0::2]:
-            found.update((_text(member), None) for member in members)
+        for members in replies:
+            found.update((_text(member), None) for member in members or ())
         return list(found)
 
     async def aclose(self) -> None:
