@@ -209,7 +209,8 @@ class Cache:
                     f"mode='only' but the request is not cacheable: {decision.reason}"
                 )
             return await self._bypass(sender, decision.reason)
-        if self._clock() >= self._layers.generation_due:
+        now = self._clock()
+        if now >= self._layers.generation_due:
             await self._layers.refresh_generation()
         key, digest = self._key(request)
         if mode != "refresh":
@@ -218,7 +219,7 @@ class Cache:
             if entry is not None:
                 st.hits_l1 += 1
                 st.saved(entry.model, entry.usage, opts.category)
-                age = self._clock() - entry.created_at
+                age = now - entry.created_at
                 return CachedResponse(entry.value, CacheStatus("hit", "l1", key, age=age), entry)
             if self.backend is not None:
                 entry = await self._layers.read(key, digest, request.tenant)
