@@ -219,7 +219,7 @@ class Cache:
             if entry is not None:
                 st.hits_l1 += 1
                 st.saved(entry.model, entry.usage, opts.category)
-                age = now - entry.created_at
+                age = max(0.0, now - entry.created_at)  # now was read before any await
                 return CachedResponse(entry.value, CacheStatus("hit", "l1", key, age=age), entry)
             if self.backend is not None:
                 entry = await self._layers.read(key, digest, request.tenant)
