@@ -54,12 +54,8 @@ def _openai_responses(v: dict[str, Any]) -> AnswerFacts:
         if incomplete == "max_output_tokens"
         else ("content_filter" if incomplete == "content_filter" else status)
     )
-    output = v.get("output") or []
-    empty = not any(
-        item.get("type") != "reasoning" and (item.get("content") or item.get("arguments"))
-        for item in output
-        if isinstance(item, dict)
-    )
+    output = [item for item in v.get("output") or [] if isinstance(item, dict)]
+    empty = not any(_has_output(item) for item in output)
     u = v.get("usage") or {}
     details = u.get("input_tokens_details")
     usage = Usage(
@@ -71,7 +67,28 @@ def _openai_responses(v: dict[str, Any]) -> AnswerFacts:
     return AnswerFacts((reason,), empty, usage, v.get("model"))
 
 
-_ANTHROPIC_REASONS = {"max_tokens": "length", "refusal": "content_filter"}
+# Anthropic stop reasons in the policy's vocabulary: cut short counts as "length", a paused
+# server-tool turn is not a finished answer.
+def _has_output(item: dict[str, Any]) -> bool:
+    """A Responses output item that carries an answer: text or a refusal in a message, or any
+    tool call. Reasoning items alone are not an answer."""
+    kind = item.get("type")
+    if kind == "reasoning":
+        return False
+    if kind == "message":
+        return any(
+            isinstance(part, dict) and (part.get("text") or part.get("refusal"))
+            for part in item.get("content") or []
+        )
+    return True  # function_call, web_search_call, ...: a tool call is an answer
+
+
+_ANTHROPIC_REASONS = {
+    "max_tokens": "length",
+    "model_context_window_exceeded": "length",
+    "refusal": "content_filter",
+    "pause_turn": "incomplete",
+}
 
 
 def _anthropic_messages(v: dict[str, Any]) -> AnswerFacts:

@@ -113,10 +113,20 @@ def _is_plain_text_part(part: Any) -> bool:
     )
 
 
+def _plain(value: Any) -> Any:
+    """orjson's fallback for what it cannot encode itself: pydantic objects (the SDKs' own
+    message types, passed back in a tool-calling loop) become the JSON the SDK would send.
+    Only reached for such values, so plain-dict requests pay nothing for it."""
+    dump = getattr(value, "model_dump", None)
+    if dump is None or isinstance(value, type):
+        raise TypeError(f"Type is not JSON serializable: {type(value).__name__}")
+    return dump(mode="json", exclude_unset=True)
+
+
 def canonical_bytes(request: CacheRequest) -> bytes:
     """Canonical serialisation of the request body (provider and endpoint go into the seed)."""
     try:
-        return orjson.dumps(canonical_body(request.body), option=_SORT)
+        return orjson.dumps(canonical_body(request.body), default=_plain, option=_SORT)
     except TypeError as exc:
         path = find_unserialisable(request.body)
         raise KeyBuildError(
@@ -170,7 +180,7 @@ def find_unserialisable(value: Any, path: str = "") -> str | None:
                 return found
         return None
     try:
-        orjson.dumps(value)
+        orjson.dumps(value, default=_plain)
     except TypeError:
         return f"{path} ({type(value).__name__})" if path else type(value).__name__
     return None

@@ -5,6 +5,7 @@ key (bound to the signature, defaults applied, so ``f(1)`` and ``f(x=1)`` are on
 result is stored as JSON. The result is normalised through JSON on the miss too, so a caller
 sees the same types on a miss and on a hit (a tuple comes back as a list both times) — no
 "works until it is cached" surprises. ``None`` is a valid, cached result, distinct from a miss.
+Every caller gets its own copy of a container result, so mutating it is harmless.
 """
 
 from __future__ import annotations
@@ -55,7 +56,7 @@ def memoize(cache: Cache, options: CacheOptions, name: str | None) -> Callable[[
                         f"JSON-serialisable ({exc}); return plain JSON data to memoize it"
                     ) from exc
 
-            return (await cache.get_or_fetch(request, call)).value
+            return _fresh((await cache.get_or_fetch(request, call)).value)
 
         async def invalidate(*args: Any, **kwargs: Any) -> int:
             return await cache.invalidate(request_for(args, kwargs))
@@ -70,3 +71,11 @@ def _with_mode(options: CacheOptions, scoped: CacheOptions) -> CacheOptions:
     return CacheOptions(
         mode=scoped.mode, ttl=options.ttl, tags=options.tags, category=options.category
     )
+
+
+def _fresh(value: Any) -> Any:
+    """A private copy for this caller: the stored value is shared (L1, single-flight), and a
+    caller appending to a returned list must not change what the next caller is served."""
+    if value is None or type(value) in (str, int, float, bool):
+        return value
+    return orjson.loads(orjson.dumps(value))

@@ -89,7 +89,7 @@ class CachePolicy:
         elif not self.cache_sampled and _positive(temperature):
             return Decision(False, f"sampling requested (temperature={temperature})")
         n = body.get("n")
-        if not self.cache_sampled and isinstance(n, int) and n > 1:
+        if not self.cache_sampled and n is not None and _more_than_one(n):
             return Decision(False, f"several choices requested (n={n})")
         return ALLOW
 
@@ -122,5 +122,12 @@ class CachePolicy:
 def _positive(value: Any) -> bool:
     try:
         return bool(value > 0)
+    except TypeError:
+        return True  # not a number: be safe, do not cache
+
+
+def _more_than_one(value: Any) -> bool:
+    try:
+        return bool(value > 1)
     except TypeError:
         return True  # not a number: be safe, do not cache

@@ -384,3 +384,15 @@ async def test_a_locked_sqlite_file_fails_open(tmp_path: Any) -> None:
         finally:
             holder.execute("ROLLBACK")
             holder.close()
+
+
+async def test_memoized_results_are_private_copies() -> None:
+    async with Cache.from_url("memory://") as cache:
+
+        @cache.memoize()
+        async def items() -> dict[str, list[int]]:
+            return {"items": [1, 2]}
+
+        first = await items()
+        first["items"].append(666)
+        assert await items() == {"items": [1, 2]}

@@ -391,3 +391,50 @@ def test_answers_the_schema_rejects_are_still_built_like_the_sdk_does() -> None:
     built = build(ChatCompletion, value)
     assert isinstance(built, ChatCompletion) and built.choices[0].finish_reason == "a_future_reason"
     assert built.choices[0].message.content == "x"
+
+
+async def test_sdk_objects_inside_messages_are_keyed_like_the_sdk_sends_them(
+    fp: FakeProvider, oai: openai.AsyncOpenAI, cache: Cache
+) -> None:
+    client = wrap_openai(oai, cache)
+    msgs: list[Any] = [{"role": "user", "content": "What is the weather in Paris?"}]
+    first = await client.chat.completions.create(
+        model="gpt-4o-mini", messages=msgs, tools=[WEATHER_TOOL], temperature=0
+    )
+    follow_up = [
+        *msgs,
+        first.choices[0].message,
+        {"role": "user", "content": "and tomorrow?"},
+    ]  # the SDK's tool loop
+    a = await client.chat.completions.create(model="gpt-4o-mini", messages=follow_up, temperature=0)
+    b = await client.chat.completions.create(model="gpt-4o-mini", messages=follow_up, temperature=0)
+    assert cache_status(a).outcome == "miss" and cache_status(b).outcome == "hit"  # type: ignore[union-attr]
+    assert fp.calls == 2
+
+
+async def test_extra_query_is_part_of_the_key(
+    fp: FakeProvider, oai: openai.AsyncOpenAI, cache: Cache
+) -> None:
+    client = wrap_openai(oai, cache)
+    await client.chat.completions.create(
+        model="gpt-4o-mini", messages=MSGS, temperature=0, extra_query={"api-version": "1"}
+    )
+    r = await client.chat.completions.create(
+        model="gpt-4o-mini", messages=MSGS, temperature=0, extra_query={"api-version": "2"}
+    )
+    assert cache_status(r).outcome == "miss" and fp.calls == 2  # type: ignore[union-attr]
+
+
+async def test_mutating_a_returned_embedding_does_not_change_the_cache(
+    fp: FakeProvider, oai: openai.AsyncOpenAI, cache: Cache
+) -> None:
+    client = wrap_openai(oai, cache)
+    first = await client.embeddings.create(
+        model="text-embedding-3-small", input="hello", encoding_format="float"
+    )
+    original = list(first.data[0].embedding)
+    first.data[0].embedding[0] = 999.0  # an app normalising in place
+    again = await client.embeddings.create(
+        model="text-embedding-3-small", input="hello", encoding_format="float"
+    )
+    assert again.data[0].embedding == original

@@ -28,6 +28,7 @@ def test_request_rules() -> None:
     sampled = p.check_request(req(temperature=0.7))
     assert not sampled.ok and "temperature=0.7" in (sampled.reason or "")
     assert not p.check_request(req(n=3)).ok
+    assert not p.check_request(req(n=2.0)).ok
     assert CachePolicy(cache_sampled=True).check_request(req(temperature=0.7, n=3)).ok
     strict = CachePolicy(require_zero_temperature=True)
     assert not strict.check_request(req()).ok and strict.check_request(req(temperature=0)).ok

@@ -7,6 +7,7 @@ object it wraps (composition: we never subclass the SDK's clients).
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Mapping
 from typing import Any
 
@@ -16,9 +17,10 @@ from .._models import CacheStatus
 
 _STATUS_ATTR = "_asynccache_status"
 
-#: Arguments the SDK accepts that are about transport, not the request; the cache keeps them
-#: out of the body it hashes (``_keys`` drops them too) but passes them on to the SDK.
-TRANSPORT_ARGS = frozenset({"extra_headers", "extra_query", "timeout"})
+#: Arguments the SDK accepts that are about transport, not the request: the cache keeps them out
+#: of the body it hashes but passes them on to the SDK. ``extra_query`` is *not* among them: a
+#: query string (an Azure ``api-version``, a gateway's routing parameter) can change the answer.
+TRANSPORT_ARGS = frozenset({"extra_headers", "timeout"})
 
 
 def clean_params(params: Mapping[str, Any]) -> dict[str, Any]:
@@ -32,12 +34,9 @@ def _is_sentinel(value: Any) -> bool:
 
 def request_body(params: Mapping[str, Any]) -> dict[str, Any]:
     """The JSON-like body that identifies the request: params minus transport arguments.
-    ``extra_query`` stays out too: it changes the URL, and we key by endpoint name."""
-    body = {k: v for k, v in params.items() if k not in TRANSPORT_ARGS}
-    for name, value in body.items():
-        if hasattr(value, "model_dump"):  # a pydantic object passed as a parameter
-            body[name] = value.model_dump(mode="json", exclude_unset=True)
-    return body
+    SDK objects inside it (a ``ChatCompletionMessage`` appended to ``messages``) are turned
+    into JSON by the key builder, at any depth."""
+    return {k: v for k, v in params.items() if k not in TRANSPORT_ARGS}
 
 
 def tag(obj: Any, status: CacheStatus) -> Any:
@@ -67,9 +66,9 @@ def build(model: Any, value: Any) -> Any:
     its schema (a new enum value, say), and a cache must never reject what the SDK accepts.
     """
     try:
-        return model.model_validate(value)
+        return model.model_validate(value)  # builds new objects: callers never share state
     except ValueError:  # pydantic.ValidationError is a ValueError
-        return model.construct(**value)
+        return model.construct(**copy.deepcopy(value))  # construct keeps references
 
 
 class Passthrough:

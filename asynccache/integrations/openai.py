@@ -144,14 +144,17 @@ class _Embeddings(Passthrough):
         fetched = [r for r in results if r.status.outcome in ("miss", "bypass")]
         tokens = sum(int(r.value.get("tokens", 0)) for r in fetched)
         model = results[0].value.get("model") or params.get("model")
-        response = CreateEmbeddingResponse.construct(
-            object="list",
-            model=model,
-            data=[
-                {"object": "embedding", "index": i, "embedding": r.value["embedding"]}
-                for i, r in enumerate(results)
-            ],
-            usage={"prompt_tokens": tokens, "total_tokens": tokens},
+        response = build(
+            CreateEmbeddingResponse,
+            {
+                "object": "list",
+                "model": model,
+                "data": [
+                    {"object": "embedding", "index": i, "embedding": r.value["embedding"]}
+                    for i, r in enumerate(results)
+                ],
+                "usage": {"prompt_tokens": tokens, "total_tokens": tokens},
+            },
         )
         outcomes = {r.status.outcome for r in results}
         outcome = "hit" if outcomes == {"hit"} else ("bypass" if outcomes == {"bypass"} else "miss")
