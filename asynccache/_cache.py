@@ -455,18 +455,24 @@ class Cache:
         facts = inspect_answer(request.provider, request.endpoint, value)
         if opts.mode == "no-store":
             return None, facts
-        entry = Entry(
-            value=value,
-            digest=digest,
-            tenant=request.tenant,
-            created_at=self._clock(),
-            ttl=self.policy.ttl_for(opts),
-            model=facts.model,
-            usage=facts.usage,
-            tags=opts.tags,
-            category=opts.category,
-        )
-        raw = _codec.encode(entry)
+        try:
+            entry = Entry(
+                value=value,
+                digest=digest,
+                tenant=request.tenant,
+                created_at=self._clock(),
+                ttl=self.policy.ttl_for(opts),
+                model=facts.model,
+                usage=facts.usage,
+                tags=opts.tags,
+                category=opts.category,
+            )
+            raw = _codec.encode(entry)
+        except (TypeError, ValueError, OverflowError) as exc:
+            # The upstream call is already paid for: never fail the request over storing it.
+            self._stats.store_refused += 1
+            logger.warning("asynccache not storing an answer it cannot encode: %s", exc)
+            return None, facts
         decision = self.policy.check_answer(facts, len(raw))
         if not decision.ok:
             self._stats.store_refused += 1

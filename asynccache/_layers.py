@@ -30,6 +30,7 @@ from .backends._lru import LRU
 logger = logging.getLogger("asynccache")
 
 _LOG_EVERY = 10.0  # seconds between two warnings about a failing store
+_MAX_HEADS = 10_000  # cached key prefixes (one per tenant) before that cache is reset
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,7 +74,9 @@ class Layers:
     def key(self, tenant: str | None, digest: str) -> str:
         head = self._heads.get(tenant)
         if head is None:
-            head = f"{self.base}:v{_keys.KEY_SCHEMA}:g{self._gen}:{_keys.tenant_hash(tenant)}:"
+            if len(self._heads) >= _MAX_HEADS:  # one per tenant: bounded, whatever the tenants
+                self._heads.clear()
+            head = f"{self.base}:v{_keys.KEY_SCHEMA}:g{self._gen:x}:{_keys.tenant_hash(tenant)}:"
             self._heads[tenant] = head
         return head + digest
 
@@ -134,7 +137,8 @@ class Layers:
     # -- writes --------------------------------------------------------------------------------
 
     async def write(self, writes: list[tuple[str, Write]]) -> None:
-        """L2 first (other processes see it as soon as we do), then L1."""
+        """L2 first (other processes can see it no later than this one serves it), then L1."""
+        stored = False
         if self.backend is not None and self._breaker.allow():
             items: list[Item] = [(key, w.raw, w.entry.ttl) for key, w in writes]
             tags = [(self.tag_name(t), key) for key, w in writes for t in w.entry.tags]
@@ -149,9 +153,12 @@ class Layers:
                 self._failed("set", exc)
             else:
                 self._breaker.success()
+                stored = True
+        # L1 even when L2 failed: serving this process from memory is still right (fail open).
         for key, w in writes:
             self.l1_put(key, w.entry, len(w.raw))
-        self._stats.stores += len(writes)
+        if stored or self.l1 is not None:
+            self._stats.stores += len(writes)
 
     def l1_put(self, key: str, entry: Entry, size: int) -> None:
         """Keep L1 no longer than the entry has left to live (and at most ``l1_ttl``)."""
@@ -191,32 +198,40 @@ class Layers:
             self.l1.clear()
 
     async def refresh_generation(self) -> None:
-        """Pick up a clear() made by another process: at most one store read per interval."""
+        """Pick up a clear() made by another process: at most one store read per interval.
+
+        Generations only move forward. If the store lost the generation key (evicted, flushed,
+        failed over) we write ours back instead of adopting "none": going back to an older
+        generation would serve answers that a clear() had removed.
+        """
         self.generation_due = self._clock() + self._gen_refresh
         if self.backend is None or not self._breaker.allow():
             return
         try:
-            raw = (await self.backend.get_many([self._gen_key]))[0]
+            stored = _parse_generation((await self.backend.get_many([self._gen_key]))[0])
+            if stored > self._gen:
+                self._set_generation(stored)
+            elif stored < self._gen:
+                await self.backend.set_many([(self._gen_key, b"%d" % self._gen, None)])
         except Exception as exc:
-            self._failed("get", exc)
+            self._failed("generation", exc)
             return
         self._breaker.success()
-        try:
-            gen = int(raw) if raw is not None else 0
-        except ValueError:
-            gen = self._gen
-        if gen != self._gen:
-            self._set_generation(gen)
 
     async def bump_generation(self) -> None:
-        """Move every key of the namespace at once. L1 is cleared even if L2 cannot record it."""
-        gen = self._gen + 1
+        """Move every key of the namespace at once. L1 is cleared even if L2 cannot record it.
+
+        The new generation is the wall clock in nanoseconds (or one more than the current one,
+        if that is larger): unique across processes and restarts, so a generation key that was
+        lost and re-created can never bring an old generation back into use.
+        """
+        gen = max(self._gen + 1, time.time_ns())
         if self.backend is not None:
             try:
-                raw = (await self.backend.get_many([self._gen_key]))[0]
-                gen = max(gen, int(raw) + 1 if raw is not None else 0)
-                await self.backend.set_many([(self._gen_key, str(gen).encode(), None)])
-            except (BackendError, ValueError) as exc:
+                stored = _parse_generation((await self.backend.get_many([self._gen_key]))[0])
+                gen = max(gen, stored + 1)
+                await self.backend.set_many([(self._gen_key, b"%d" % gen, None)])
+            except BackendError as exc:
                 self._set_generation(gen)
                 raise BackendError(f"clear() could not record the new generation: {exc}") from exc
         self._set_generation(gen)
@@ -240,3 +255,12 @@ class Layers:
             self._suppressed = 0
         else:
             self._suppressed += 1
+
+
+def _parse_generation(raw: bytes | None) -> int:
+    if raw is None:
+        return 0
+    try:
+        return int(raw)
+    except ValueError:
+        return 0  # unreadable: treat as lost; the caller writes its own back

@@ -39,12 +39,8 @@ class CacheOptions:
             raise ConfigurationError(
                 f"CacheOptions.mode={self.mode!r} is not one of {sorted(_MODES)}"
             )
-        if self.ttl is not None and (
-            isinstance(self.ttl, bool) or not isinstance(self.ttl, int | float) or not self.ttl > 0
-        ):
-            raise ConfigurationError(
-                f"CacheOptions.ttl={self.ttl!r} must be a positive number of seconds or None"
-            )
+        if self.ttl is not None:
+            check_ttl("CacheOptions.ttl", self.ttl)
         if isinstance(self.tags, str) or not all(isinstance(t, str) and t for t in self.tags):
             raise ConfigurationError(
                 f"CacheOptions.tags={self.tags!r} must be a tuple of non-empty strings, "
@@ -56,6 +52,26 @@ class CacheOptions:
             raise ConfigurationError(
                 f"CacheOptions.category={self.category!r} must be a non-empty string or None"
             )
+
+
+#: Longest TTL any store can hold exactly (Redis takes milliseconds as a signed 64-bit integer;
+#: a century is plenty and far from that limit).
+MAX_TTL = 100 * 365 * 86_400.0
+
+
+def check_ttl(name: str, ttl: object) -> None:
+    """A TTL is a finite number of seconds in (0, MAX_TTL]; ``None`` (no expiry) is checked by
+    the caller. Rejected up front, before any upstream call, rather than failing at write time."""
+    ok = isinstance(ttl, int | float) and not isinstance(ttl, bool)
+    try:
+        ok = ok and 0 < float(ttl) <= MAX_TTL  # type: ignore[arg-type]
+    except OverflowError:
+        ok = False
+    if not ok:
+        raise ConfigurationError(
+            f"{name}={ttl!r:.40} must be a positive, finite number of seconds "
+            f"(at most {MAX_TTL:.0f}) or None for no expiry"
+        )
 
 
 DEFAULT_OPTIONS = CacheOptions()

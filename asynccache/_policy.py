@@ -15,7 +15,7 @@ from typing import Any
 
 from ._answers import AnswerFacts
 from ._exceptions import ConfigurationError
-from ._models import CacheOptions, CacheRequest
+from ._models import CacheOptions, CacheRequest, check_ttl
 
 DAY = 86_400.0
 
@@ -63,15 +63,10 @@ class CachePolicy:
     cache_stateful: bool = False
 
     def __post_init__(self) -> None:
-        if self.default_ttl is not None and not self.default_ttl > 0:
-            raise ConfigurationError(
-                f"CachePolicy.default_ttl={self.default_ttl!r} must be > 0 or None"
-            )
+        if self.default_ttl is not None:
+            check_ttl("CachePolicy.default_ttl", self.default_ttl)
         for name, ttl in self.category_ttls.items():
-            if not isinstance(ttl, int | float) or not ttl > 0:
-                raise ConfigurationError(
-                    f"CachePolicy.category_ttls[{name!r}]={ttl!r} must be a positive number"
-                )
+            check_ttl(f"CachePolicy.category_ttls[{name!r}]", ttl)
         if self.max_entry_bytes <= 0:
             raise ConfigurationError("CachePolicy.max_entry_bytes must be > 0")
 

@@ -396,3 +396,57 @@ async def test_memoized_results_are_private_copies() -> None:
         first = await items()
         first["items"].append(666)
         assert await items() == {"items": [1, 2]}
+
+
+@pytest.mark.parametrize("ttl", [float("inf"), float("nan"), 10**400, 0, -5, True, "60"])
+def test_ttls_that_no_store_can_hold_are_rejected_up_front(ttl: Any) -> None:
+    with pytest.raises(ConfigurationError, match="ttl"):
+        CacheOptions(ttl=ttl)
+    with pytest.raises(ConfigurationError, match="default_ttl"):
+        CachePolicy(default_ttl=ttl)
+
+
+async def test_an_answer_that_cannot_be_stored_is_still_returned() -> None:
+    class Opaque:
+        pass
+
+    async def send() -> dict[str, Any]:
+        return {"o": Opaque()}
+
+    async with Cache.from_url("memory://") as cache:
+        r = await cache.get_or_fetch(CacheRequest("x", "y", {"a": 1}), send)
+        assert isinstance(r.value["o"], Opaque) and r.entry is None
+        st = cache.stats()
+        assert (st.upstream_calls, st.store_refused, st.stores) == (1, 1, 0)
+
+
+async def test_a_lost_generation_key_never_brings_cleared_answers_back(redis_url: str) -> None:
+    up = Upstream()
+    async with Cache.from_url(redis_url, l1_max_entries=0, generation_refresh=0.0) as cache:
+        await cache.get_or_fetch(chat(), up.sender("old"))
+        await cache.clear()
+        await cache.get_or_fetch(chat(), up.sender("new"))
+        gen_key = f"{cache.prefix}:{cache.namespace}:gen"
+        assert await cache.backend.delete_many([gen_key]) == 1  # type: ignore[union-attr]  # evicted
+        r = await cache.get_or_fetch(chat(), up.sender("never"))
+        assert r.value["choices"][0]["message"]["content"] == "new"
+        assert (await cache.backend.get_many([gen_key]))[0] is not None  # type: ignore[union-attr]  # written back
+        await cache.clear()
+        r = await cache.get_or_fetch(chat(), up.sender("newest"))
+        assert (
+            r.status.outcome == "miss" and r.value["choices"][0]["message"]["content"] == "newest"
+        )
+
+
+async def test_stores_counts_only_what_was_stored_somewhere(tmp_path: Any) -> None:
+    import socket
+
+    with socket.socket() as s:  # a port nobody listens on: Redis is "down"
+        s.bind(("127.0.0.1", 0))
+        dead = s.getsockname()[1]
+    async with Cache.from_url(f"redis://127.0.0.1:{dead}/0", l1_max_entries=0) as cache:
+        for i in range(5):
+            r = await cache.get_or_fetch(chat(f"q{i}"), Upstream().sender())
+            assert r.status.outcome == "miss"
+        st = cache.stats()
+        assert st.stores == 0 and st.backend_errors >= 1 and st.upstream_calls == 5
