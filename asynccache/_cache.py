@@ -38,7 +38,7 @@ from ._models import (
     Layer,
 )
 from ._policy import CachePolicy
-from ._retry import RetryPolicy
+from ._retry import NO_RETRY, RetryPolicy
 from ._singleflight import FollowerTimeout, SingleFlight
 from ._stats import DEFAULT_PRICES, CacheStats, Price, StatsRecorder
 from .backends._base import Backend
@@ -89,8 +89,24 @@ class Cache:
         for name, value in (("namespace", namespace), ("prefix", prefix)):
             if not isinstance(value, str) or not value or ":" in value:
                 raise ConfigurationError(f"{name}={value!r} must be a non-empty string without ':'")
-        if l1_max_entries < 0 or l1_max_bytes < 0:
-            raise ConfigurationError("l1_max_entries and l1_max_bytes must be >= 0")
+        for name, number in (("l1_max_entries", l1_max_entries), ("l1_max_bytes", l1_max_bytes)):
+            if not isinstance(number, int) or isinstance(number, bool) or number < 0:
+                raise ConfigurationError(f"{name}={number!r} must be an int >= 0")
+        for name, seconds in (
+            ("follower_timeout", follower_timeout),
+            ("generation_refresh", generation_refresh),
+            ("l1_ttl", l1_ttl),
+        ):
+            if seconds is None and name == "l1_ttl":
+                continue
+            if (
+                not isinstance(seconds, int | float)
+                or isinstance(seconds, bool)
+                or not 0 <= seconds < float("inf")
+            ):
+                raise ConfigurationError(
+                    f"{name}={seconds!r} must be a finite number of seconds >= 0"
+                )
         if backend is None and l1_max_entries == 0:
             raise ConfigurationError(
                 "a Cache needs somewhere to store answers: pass a backend or l1_max_entries > 0"
@@ -133,12 +149,13 @@ class Cache:
 
         return cls(backend_from_url(url, kwargs.get("l1_max_entries", 1)), **kwargs)
 
-    async def aclose(self) -> None:
-        """Let running flights finish (5 s at most), then close the store. Idempotent."""
+    async def aclose(self, timeout: float = 5.0) -> None:
+        """Let running flights finish (``timeout`` seconds at most; callers still waiting on a
+        flight cut short get CacheClosedError), then close the store. Idempotent."""
         if self._closed:
             return
         self._closed = True
-        await self._flights.drain(timeout=5.0)
+        await self._flights.drain(timeout=timeout)
         if self.backend is not None:
             await self.backend.aclose()
 
@@ -191,11 +208,16 @@ class Cache:
 
     # -- the read/fetch path -------------------------------------------------------------------
 
-    async def get_or_fetch(self, request: CacheRequest, sender: Sender) -> CachedResponse:
+    async def get_or_fetch(
+        self, request: CacheRequest, sender: Sender, *, retry: RetryPolicy | None = None
+    ) -> CachedResponse:
         """Answer ``request`` from the cache, or call ``sender`` (once per key across concurrent
-        callers) and store what it returns if the policy allows."""
+        callers) and store what it returns if the policy allows. ``retry`` overrides the
+        cache's retry policy for this call's upstream attempts."""
         if self._closed:
             raise CacheClosedError("this Cache was closed with aclose(); create a new one")
+        if retry is not None:
+            sender = _with_retry(sender, retry)
         st = self._stats
         st.requests += 1
         opts = request.options or self._scoped.get()
@@ -303,8 +325,9 @@ class Cache:
         def retried(_: BaseException) -> None:
             st.upstream_retries += 1
 
+        policy = getattr(sender, "_asynccache_retry", self.retry)
         try:
-            return await self.retry.call(attempt, on_retry=retried)
+            return await policy.call(attempt, on_retry=retried)
         except Exception:
             st.upstream_errors += 1
             raise
@@ -506,8 +529,21 @@ class Cache:
         tags: Sequence[str] = (),
         category: str | None = None,
         name: str | None = None,
+        retry: RetryPolicy = NO_RETRY,
     ) -> Callable[[F], F]:
-        """Cache any async function whose arguments and result are JSON-serialisable."""
+        """Cache any async function whose arguments and result are JSON-serialisable.
+        The function is called once per miss (``retry=RetryPolicy(...)`` to retry it)."""
         from ._memoize import memoize
 
-        return memoize(self, CacheOptions(ttl=ttl, tags=tuple(tags), category=category), name)
+        opts = CacheOptions(ttl=ttl, tags=tuple(tags), category=category)
+        return memoize(self, opts, name, retry)
+
+
+def _with_retry(sender: Sender, retry: RetryPolicy) -> Sender:
+    """Carry a per-call retry policy along with the sender into its flight."""
+
+    async def send() -> Any:
+        return await sender()
+
+    send._asynccache_retry = retry  # type: ignore[attr-defined]
+    return send

@@ -6,6 +6,8 @@ result is stored as JSON. The result is normalised through JSON on the miss too,
 sees the same types on a miss and on a hit (a tuple comes back as a list both times) — no
 "works until it is cached" surprises. ``None`` is a valid, cached result, distinct from a miss.
 Every caller gets its own copy of a container result, so mutating it is harmless.
+The function is not retried unless ``retry=`` says so: the cache's retry policy is written for
+LLM calls, and re-running an arbitrary function with side effects is not ours to decide.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ import orjson
 
 from ._exceptions import ConfigurationError, KeyBuildError
 from ._models import CacheOptions, CacheRequest
+from ._retry import RetryPolicy
 
 if TYPE_CHECKING:
     from ._cache import Cache
@@ -26,7 +29,9 @@ if TYPE_CHECKING:
 F = TypeVar("F", bound=Callable[..., Awaitable[Any]])
 
 
-def memoize(cache: Cache, options: CacheOptions, name: str | None) -> Callable[[F], F]:
+def memoize(
+    cache: Cache, options: CacheOptions, name: str | None, retry: RetryPolicy
+) -> Callable[[F], F]:
     def decorate(fn: F) -> F:
         if not inspect.iscoroutinefunction(fn):
             raise ConfigurationError(
@@ -56,7 +61,7 @@ def memoize(cache: Cache, options: CacheOptions, name: str | None) -> Callable[[
                         f"JSON-serialisable ({exc}); return plain JSON data to memoize it"
                     ) from exc
 
-            return _fresh((await cache.get_or_fetch(request, call)).value)
+            return _fresh((await cache.get_or_fetch(request, call, retry=retry)).value)
 
         async def invalidate(*args: Any, **kwargs: Any) -> int:
             return await cache.invalidate(request_for(args, kwargs))

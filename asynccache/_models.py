@@ -91,6 +91,16 @@ class CacheRequest:
     tenant: str | None = None
     options: CacheOptions | None = None
 
+    def __post_init__(self) -> None:
+        if self.tenant is not None and not isinstance(self.tenant, str):
+            raise ConfigurationError(
+                f"tenant={self.tenant!r} must be a string or None (e.g. the tenant's id as str)"
+            )
+        if self.options is not None and not isinstance(self.options, CacheOptions):
+            raise ConfigurationError(
+                f"cache_options={self.options!r} must be a CacheOptions, e.g. CacheOptions(ttl=60)"
+            )
+
 
 @dataclass(frozen=True, slots=True)
 class Usage:

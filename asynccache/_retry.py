@@ -89,8 +89,12 @@ class RetryPolicy:
     def __post_init__(self) -> None:
         if self.attempts < 1:
             raise ConfigurationError("RetryPolicy.attempts must be >= 1 (1 means no retry)")
-        if self.initial < 0 or self.maximum < 0:
-            raise ConfigurationError("RetryPolicy waits must be >= 0")
+        for name in ("initial", "maximum", "max_retry_after"):
+            value = getattr(self, name)
+            if not isinstance(value, int | float) or not 0 <= value < float("inf"):
+                raise ConfigurationError(
+                    f"RetryPolicy.{name}={value!r} must be a finite number >= 0"
+                )
 
     def _wait(self, state: RetryCallState) -> float:
         exc = state.outcome.exception() if state.outcome is not None else None

@@ -22,7 +22,16 @@ import asyncio
 from collections.abc import Coroutine
 from typing import Any, Generic, TypeVar
 
+from ._exceptions import CacheClosedError
+
 T = TypeVar("T")
+
+
+def _cancelling() -> bool:
+    """Is the current task itself being cancelled? (Task.cancelling exists from 3.11.)"""
+    task = asyncio.current_task()
+    cancelling = getattr(task, "cancelling", None)
+    return bool(cancelling()) if cancelling is not None else False
 
 
 class FollowerTimeout(Exception):
@@ -78,14 +87,22 @@ class SingleFlight(Generic[T]):
 
     async def wait(self, flight: asyncio.Future[T], *, follower: bool) -> T:
         """Await a flight without being able to cancel it."""
-        if not follower:
-            return await asyncio.shield(flight)
         try:
+            if not follower:
+                return await asyncio.shield(flight)
             return await asyncio.wait_for(asyncio.shield(flight), self.follower_timeout)
         except TimeoutError:
             if flight.done():  # finished in the same tick the timer fired
                 return flight.result()
             raise FollowerTimeout from None
+        except asyncio.CancelledError:
+            # Only drain() cancels flights. A caller nobody cancelled must not see a bare
+            # CancelledError (task groups would take it for their own cancellation).
+            if flight.cancelled() and not _cancelling():
+                raise CacheClosedError(
+                    "the cache was closed (aclose) while this call was waiting for its answer"
+                ) from None
+            raise
 
     async def drain(self, timeout: float) -> None:
         """Give running flights ``timeout`` seconds to finish, then cancel what is left."""

@@ -450,3 +450,51 @@ async def test_stores_counts_only_what_was_stored_somewhere(tmp_path: Any) -> No
             assert r.status.outcome == "miss"
         st = cache.stats()
         assert st.stores == 0 and st.backend_errors >= 1 and st.upstream_calls == 5
+
+
+def test_bad_constructor_arguments_name_the_field() -> None:
+    with pytest.raises(ConfigurationError, match="l1_max_entries"):
+        Cache.from_url("memory://", l1_max_entries="100")
+    with pytest.raises(ConfigurationError, match="follower_timeout"):
+        Cache.from_url("memory://", follower_timeout=-1)
+    with pytest.raises(ConfigurationError, match="tenant"):
+        chat(tenant=42)  # type: ignore[arg-type]
+    with pytest.raises(ConfigurationError, match="cache_options"):
+        chat(options={"mode": "skip"})
+    with pytest.raises(ConfigurationError, match="initial"):
+        RetryPolicy(initial=float("nan"))
+
+
+async def test_callers_of_a_flight_cut_short_by_aclose_get_cache_closed_error() -> None:
+    cache = Cache.from_url("memory://")
+    up = Upstream(delay=5)
+    callers = [asyncio.create_task(cache.get_or_fetch(chat(), up.sender())) for _ in range(3)]
+    await asyncio.sleep(0.01)
+    await cache.aclose(timeout=0.05)
+    results = await asyncio.gather(*callers, return_exceptions=True)
+    assert all(isinstance(r, CacheClosedError) for r in results), results
+
+
+async def test_memoize_calls_the_function_once_per_miss_unless_told_to_retry() -> None:
+    async with Cache.from_url("memory://") as cache:
+        runs = 0
+
+        @cache.memoize()
+        async def flaky() -> int:
+            nonlocal runs
+            runs += 1
+            raise TimeoutError("side effects happened")
+
+        with pytest.raises(TimeoutError):
+            await flaky()
+        assert runs == 1
+
+        @cache.memoize(retry=FAST_RETRY)
+        async def retried() -> int:
+            nonlocal runs
+            runs += 1
+            if runs < 4:
+                raise TimeoutError
+            return runs
+
+        assert await retried() == 4 and runs == 4

@@ -438,3 +438,22 @@ async def test_mutating_a_returned_embedding_does_not_change_the_cache(
         model="text-embedding-3-small", input="hello", encoding_format="float"
     )
     assert again.data[0].embedding == original
+
+
+async def test_with_options_keeps_the_cache(
+    fp: FakeProvider, oai: openai.AsyncOpenAI, claude: anthropic.AsyncAnthropic, cache: Cache
+) -> None:
+    client = wrap_openai(oai, cache, tenant="acme")
+    await client.chat.completions.create(model="gpt-4o-mini", messages=MSGS, temperature=0)
+    r = await client.with_options(timeout=5).chat.completions.create(
+        model="gpt-4o-mini", messages=MSGS, temperature=0
+    )
+    assert cache_status(r).outcome == "hit" and fp.calls == 1  # type: ignore[union-attr]
+    m = (
+        await wrap_anthropic(claude, cache)
+        .with_options(timeout=5)
+        .messages.create(
+            model="claude-sonnet-4-6", max_tokens=64, messages=[{"role": "user", "content": "hi"}]
+        )
+    )
+    assert cache_status(m).outcome == "miss"  # type: ignore[union-attr]

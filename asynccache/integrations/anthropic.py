@@ -26,9 +26,17 @@ def wrap_anthropic(client: AsyncAnthropic, cache: Cache, tenant: str | None = No
 class _CachedAnthropic(Passthrough):
     def __init__(self, client: Any, cache: Cache, tenant: str | None) -> None:
         super().__init__(client)
+        self._cache = cache
+        self._tenant = tenant
         self.messages = _Messages(
             client.messages, client.with_options(max_retries=0), cache, tenant
         )
+
+    def with_options(self, **options: Any) -> Any:
+        """The SDK's per-call client copy (``timeout=``, ``max_retries=``…), still cached."""
+        return wrap_anthropic(self._inner.with_options(**options), self._cache, self._tenant)
+
+    copy = with_options
 
 
 class _Messages(Passthrough):

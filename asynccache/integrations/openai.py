@@ -39,6 +39,14 @@ class _CachedOpenAI(Passthrough):
         )
         self.responses = _Responses(client.responses, upstream, cache, tenant)
         self.embeddings = _Embeddings(client.embeddings, upstream, cache, tenant)
+        self._cache = cache
+        self._tenant = tenant
+
+    def with_options(self, **options: Any) -> Any:
+        """The SDK's per-call client copy (``timeout=``, ``max_retries=``…), still cached."""
+        return wrap_openai(self._inner.with_options(**options), self._cache, self._tenant)
+
+    copy = with_options
 
 
 class _Chat(Passthrough):
