@@ -49,8 +49,9 @@ from ._fake._http import (
     send_response,
     serve_connection,
 )
+from ._fake.redis_server import RedisClusterServer, RedisServer
 
-__all__ = ["FakeProvider"]
+__all__ = ["FakeProvider", "RedisClusterServer", "RedisServer"]
 
 FailureKind = Literal["status", "disconnect", "stall"]
 Provider = Literal["openai", "anthropic"]

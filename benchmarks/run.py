@@ -28,16 +28,11 @@ import hashlib
 import json
 import os
 import platform
-import shutil
-import socket
 import statistics
-import subprocess
 import sys
-import tempfile
 import time
 import timeit
-from collections.abc import Awaitable, Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
@@ -50,7 +45,7 @@ import redis.asyncio as aioredis
 from asynccache import Cache, CacheRequest, cache_status, wrap_openai
 from asynccache._demo_workload import support_answer
 from asynccache._keys import digest
-from asynccache.testing import FakeProvider
+from asynccache.testing import FakeProvider, RedisServer
 
 ROOT = Path(__file__).resolve().parent.parent
 Op = Callable[[], Awaitable[Any]]
@@ -186,52 +181,6 @@ class Row:
 
 
 # --- redis-server -------------------------------------------------------------------------------
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
-def ping(port: int) -> bool:
-    try:
-        with socket.create_connection(("127.0.0.1", port), timeout=0.2) as sock:
-            sock.sendall(b"PING\r\n")
-            return sock.recv(16).startswith(b"+PONG")
-    except OSError:
-        return False
-
-
-@contextmanager
-def redis_server() -> Iterator[int]:
-    """Our own redis-server on a free loopback port, no persistence, stopped by its PID."""
-    binary = shutil.which("redis-server")
-    if binary is None:
-        sys.exit("benchmarks need redis-server on PATH (apt-get install redis-server)")
-    with tempfile.TemporaryDirectory(prefix="asynccache-bench-") as tmp:
-        port = free_port()
-        proc = subprocess.Popen(
-            [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "",
-             "--appendonly", "no", "--dir", tmp, "--daemonize", "no"],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )  # fmt: skip
-        try:
-            deadline = time.monotonic() + 5
-            while not ping(port):
-                if proc.poll() is not None or time.monotonic() > deadline:
-                    sys.exit(f"redis-server did not start on port {port}")
-                time.sleep(0.01)
-            yield port
-        finally:
-            proc.terminate()  # by its own PID, nothing broader
-            try:
-                proc.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
 
 
 # --- workloads ----------------------------------------------------------------------------------
@@ -534,7 +483,8 @@ def main() -> int:
             pass
         else:
             runner, loop_name = uvloop.run, f"uvloop {pkg('uvloop')}"
-    with redis_server() as port:
+    with RedisServer() as redis_server:
+        port = redis_server.port
         report = runner(run(args, loop_name, port))
     command = "python benchmarks/run.py" + "".join(f" {a}" for a in sys.argv[1:])
     print(report)

@@ -11,8 +11,8 @@ from typing import Any
 from asynccache import Cache, CacheRequest
 from asynccache._breaker import CircuitBreaker
 from asynccache.backends import RedisBackend
+from tests.support import RedisServer
 from tests.support.delay_proxy import DelayProxy
-from tests.support.redis_server import RedisServer
 
 
 def chat(i: int) -> CacheRequest:

@@ -1,5 +1,6 @@
-"""Helpers for tests that need real parts (a redis-server of our own, ...)."""
+"""Helpers for tests that need real parts. The redis-server launchers live in
+``asynccache.testing`` so the benchmarks (and users' own tests) can use them too."""
 
-from .redis_server import RedisClusterServer, RedisServer
+from asynccache.testing import RedisClusterServer, RedisServer
 
 __all__ = ["RedisClusterServer", "RedisServer"]
