@@ -216,21 +216,20 @@ class Cache:
         cache's retry policy for this call's upstream attempts."""
         if self._closed:
             raise CacheClosedError("this Cache was closed with aclose(); create a new one")
-        if retry is not None:
-            sender = _with_retry(sender, retry)
+        retry = retry if retry is not None else self.retry
         st = self._stats
         st.requests += 1
         opts = request.options or self._scoped.get()
         mode = opts.mode
         if mode == "skip":
-            return await self._bypass(sender, "mode=skip")
+            return await self._bypass(sender, "mode=skip", retry)
         decision = self.policy.check_request(request)
         if not decision.ok:
             if mode == "only":
                 raise CacheMissError(
                     f"mode='only' but the request is not cacheable: {decision.reason}"
                 )
-            return await self._bypass(sender, decision.reason)
+            return await self._bypass(sender, decision.reason, retry)
         now = self._clock()
         if now >= self._layers.generation_due:
             await self._layers.refresh_generation()
@@ -254,16 +253,24 @@ class Cache:
                     )
             if mode == "only":
                 raise CacheMissError(f"mode='only' and no cached answer for key {key}")
-        return await self._miss(key, digest, request, opts, sender)
+        return await self._miss(key, digest, request, opts, sender, retry)
 
-    async def _bypass(self, sender: Sender, reason: str | None) -> CachedResponse:
+    async def _bypass(
+        self, sender: Sender, reason: str | None, retry: RetryPolicy
+    ) -> CachedResponse:
         self._stats.bypassed += 1
         logger.debug("asynccache bypass: %s", reason)
-        value = await self._upstream(sender)
+        value = await self._upstream(sender, retry)
         return CachedResponse(value, CacheStatus("bypass", reason=reason))
 
     async def _miss(
-        self, key: str, digest: str, request: CacheRequest, opts: CacheOptions, sender: Sender
+        self,
+        key: str,
+        digest: str,
+        request: CacheRequest,
+        opts: CacheOptions,
+        sender: Sender,
+        retry: RetryPolicy,
     ) -> CachedResponse:
         st = self._stats
         flight = self._flights.get(key)
@@ -272,17 +279,20 @@ class Cache:
                 landed = await self._flights.wait(flight, follower=True)
             except FollowerTimeout:
                 logger.warning("asynccache follower timeout on %s; calling upstream directly", key)
-                landed = await self._fly(key, digest, request, opts, sender, recheck=False)
+                landed = await self._fly(key, digest, request, opts, sender, retry, recheck=False)
                 st.missed(opts.category)
                 return CachedResponse(landed.value, CacheStatus("miss", None, key), landed.entry)
             st.coalesced += 1
             st.saved(landed.facts.model, landed.facts.usage, opts.category)
             return CachedResponse(landed.value, CacheStatus("coalesced", None, key), landed.entry)
         if flight is not None:  # refresh while a flight runs: fetch anew, do not replace it
-            landed = await self._fly(key, digest, request, opts, sender, recheck=False)
+            landed = await self._fly(key, digest, request, opts, sender, retry, recheck=False)
         else:
             flight = self._flights.start(
-                key, self._fly(key, digest, request, opts, sender, recheck=opts.mode != "refresh")
+                key,
+                self._fly(
+                    key, digest, request, opts, sender, retry, recheck=opts.mode != "refresh"
+                ),
             )
             landed = await self._flights.wait(flight, follower=False)
         if landed.layer == "l2":  # another process stored it while we were deciding
@@ -300,6 +310,7 @@ class Cache:
         request: CacheRequest,
         opts: CacheOptions,
         sender: Sender,
+        retry: RetryPolicy,
         *,
         recheck: bool,
     ) -> _Landed:
@@ -309,13 +320,13 @@ class Cache:
                 return _Landed(
                     entry.value, entry, AnswerFacts(model=entry.model, usage=entry.usage), "l2"
                 )
-        value = await self._upstream(sender)
+        value = await self._upstream(sender, retry)
         write, facts = self._make_entry(digest, request, opts, value)
         if write is not None:
             await self._layers.write([(key, write)])
         return _Landed(value, write.entry if write else None, facts, None)
 
-    async def _upstream(self, sender: Sender) -> Any:
+    async def _upstream(self, sender: Sender, retry: RetryPolicy | None = None) -> Any:
         st = self._stats
 
         async def attempt() -> Any:
@@ -325,7 +336,7 @@ class Cache:
         def retried(_: BaseException) -> None:
             st.upstream_retries += 1
 
-        policy = getattr(sender, "_asynccache_retry", self.retry)
+        policy = retry if retry is not None else self.retry
         try:
             return await policy.call(attempt, on_retry=retried)
         except Exception:
@@ -537,13 +548,3 @@ class Cache:
 
         opts = CacheOptions(ttl=ttl, tags=tuple(tags), category=category)
         return memoize(self, opts, name, retry)
-
-
-def _with_retry(sender: Sender, retry: RetryPolicy) -> Sender:
-    """Carry a per-call retry policy along with the sender into its flight."""
-
-    async def send() -> Any:
-        return await sender()
-
-    send._asynccache_retry = retry  # type: ignore[attr-defined]
-    return send
