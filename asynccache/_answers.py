@@ -11,7 +11,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from ._models import NO_USAGE, Usage
+from ._models import NO_USAGE, Entry, Layer, Usage
 
 
 @dataclass(frozen=True, slots=True)
@@ -20,6 +20,19 @@ class AnswerFacts:
     empty: bool = False
     usage: Usage = NO_USAGE
     model: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Landed:
+    """What a flight produced: the value, the stored entry (None if refused), where from.
+    ``complete`` is False for a stream that ended without finishing: there is no answer to
+    share, so a follower who wanted a whole answer asks upstream itself."""
+
+    value: Any
+    entry: Entry | None
+    facts: AnswerFacts
+    layer: Layer | None
+    complete: bool = True
 
 
 def _int(d: Any, name: str) -> int:

@@ -13,18 +13,18 @@ is an optimisation and must never be the reason a request fails (DESIGN.md, "Fai
 
 from __future__ import annotations
 
-import asyncio
 import contextvars
+import dataclasses
 import logging
 import time
 from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
 from types import TracebackType
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
-from . import _codec, _keys
-from ._answers import AnswerFacts, inspect_answer
+from . import _batch, _codec, _keys, _streaming
+from ._answers import AnswerFacts, Landed, inspect_answer
+from ._batch import BatchSender
 from ._breaker import CircuitBreaker
 from ._exceptions import CacheClosedError, CacheMissError, ConfigurationError
 from ._layers import Layers, Write
@@ -38,27 +38,21 @@ from ._models import (
     Layer,
 )
 from ._policy import CachePolicy
+from ._recording import Recording, StreamShape
 from ._retry import NO_RETRY, RetryPolicy
 from ._singleflight import FollowerTimeout, SingleFlight
 from ._stats import DEFAULT_PRICES, CacheStats, Price, StatsRecorder
 from .backends._base import Backend
 from .backends._lru import LRU
 
+if TYPE_CHECKING:
+    from ._streaming import Opener, StreamAnswer
+    from ._tee import Tee
+
 logger = logging.getLogger("asynccache")
 
 F = TypeVar("F", bound=Callable[..., Awaitable[Any]])
 Sender = Callable[[], Awaitable[Any]]
-BatchSender = Callable[[list[int]], Awaitable[list[Any]]]
-
-
-@dataclass(frozen=True, slots=True)
-class _Landed:
-    """What a flight produced: the value, the stored entry (None if refused), where from."""
-
-    value: Any
-    entry: Entry | None
-    facts: AnswerFacts
-    layer: Layer | None
 
 
 class Cache:
@@ -122,7 +116,8 @@ class Cache:
             else None
         )
         self._clock = clock
-        self._flights: SingleFlight[_Landed] = SingleFlight(follower_timeout)
+        self._flights: SingleFlight[Landed] = SingleFlight(follower_timeout)
+        self._tees: dict[str, Tee] = {}  # key -> the live stream of a stream request's flight
         self._stats = StatsRecorder(prices)
         self._scoped: contextvars.ContextVar[CacheOptions] = contextvars.ContextVar(
             f"asynccache.options.{id(self)}", default=DEFAULT_OPTIONS
@@ -206,6 +201,12 @@ class Cache:
         digest = _keys.digest(request)
         return self._layers.key(request.tenant, digest), digest
 
+    async def _keyed(self, request: CacheRequest) -> tuple[str, str]:
+        """The key under the current namespace generation (refreshed at most once a second)."""
+        if self._clock() >= self._layers.generation_due:
+            await self._layers.refresh_generation()
+        return self._key(request)
+
     # -- the read/fetch path -------------------------------------------------------------------
 
     async def get_or_fetch(
@@ -255,6 +256,26 @@ class Cache:
                 raise CacheMissError(f"mode='only' and no cached answer for key {key}")
         return await self._miss(key, digest, request, opts, sender, retry)
 
+    async def _lookup(
+        self, key: str, digest: str, tenant: str | None, opts: CacheOptions
+    ) -> CachedResponse | None:
+        """L1 then L2, counted; for callers off the hot path (``get_or_fetch`` inlines it)."""
+        st = self._stats
+        entry = self._l1.get(key) if self._l1 is not None else None
+        layer: Layer = "l1"
+        if entry is None and self.backend is not None:
+            entry = await self._layers.read(key, digest, tenant)
+            layer = "l2"
+        if entry is None:
+            return None
+        if layer == "l1":
+            st.hits_l1 += 1
+        else:
+            st.hits_l2 += 1
+        st.saved(entry.model, entry.usage, opts.category)
+        age = max(0.0, self._clock() - entry.created_at)
+        return CachedResponse(entry.value, CacheStatus("hit", layer, key, age=age), entry)
+
     async def _bypass(
         self, sender: Sender, reason: str | None, retry: RetryPolicy
     ) -> CachedResponse:
@@ -279,6 +300,8 @@ class Cache:
                 landed = await self._flights.wait(flight, follower=True)
             except FollowerTimeout:
                 logger.warning("asynccache follower timeout on %s; calling upstream directly", key)
+                landed = Landed(None, None, AnswerFacts(), None, complete=False)
+            if not landed.complete:  # gave up waiting, or a stream flight that did not finish
                 landed = await self._fly(key, digest, request, opts, sender, retry, recheck=False)
                 st.missed(opts.category)
                 return CachedResponse(landed.value, CacheStatus("miss", None, key), landed.entry)
@@ -313,18 +336,18 @@ class Cache:
         retry: RetryPolicy,
         *,
         recheck: bool,
-    ) -> _Landed:
+    ) -> Landed:
         if recheck and self.backend is not None:
             entry = await self._layers.read(key, digest, request.tenant)
             if entry is not None:
-                return _Landed(
+                return Landed(
                     entry.value, entry, AnswerFacts(model=entry.model, usage=entry.usage), "l2"
                 )
         value = await self._upstream(sender, retry)
         write, facts = self._make_entry(digest, request, opts, value)
         if write is not None:
             await self._layers.write([(key, write)])
-        return _Landed(value, write.entry if write else None, facts, None)
+        return Landed(value, write.entry if write else None, facts, None)
 
     async def _upstream(self, sender: Sender, retry: RetryPolicy | None = None) -> Any:
         st = self._stats
@@ -343,149 +366,43 @@ class Cache:
             st.upstream_errors += 1
             raise
 
-    # -- batches (embeddings) ------------------------------------------------------------------
+    # -- batches and streams -------------------------------------------------------------------
 
     async def get_or_fetch_many(
         self, requests: Sequence[CacheRequest], fetch: BatchSender
     ) -> list[CachedResponse]:
         """Answer many requests at once; ``fetch(indices)`` returns values for the misses, in
         one upstream call. Used for embeddings: 100 texts with 90 cached make one call for 10."""
-        if self._closed:
-            raise CacheClosedError("this Cache was closed with aclose(); create a new one")
-        if not requests:
-            return []
-        st = self._stats
-        st.requests += len(requests)
-        opts = requests[0].options or self._scoped.get()
-        decisions = [self.policy.check_request(r) for r in requests]
-        reason = (
-            "mode=skip"
-            if opts.mode == "skip"
-            else next((d.reason for d in decisions if not d.ok), None)
-        )
-        if reason is not None:
-            if opts.mode == "only":
-                raise CacheMissError(f"mode='only' but the request is not cacheable: {reason}")
-            st.bypassed += len(requests)
-            values = await self._upstream(lambda: fetch(list(range(len(requests)))))
-            return [CachedResponse(v, CacheStatus("bypass", reason=reason)) for v in values]
-        if self._clock() >= self._layers.generation_due:
-            await self._layers.refresh_generation()
-        keyed = [self._key(r) for r in requests]
-        out: list[CachedResponse | None] = [None] * len(requests)
-        if opts.mode != "refresh":
-            await self._read_many(requests, keyed, out, opts)
-            if opts.mode == "only" and any(o is None for o in out):
-                raise CacheMissError("mode='only' and some inputs of the batch are not cached")
-        # Misses: join running flights, and start one batch flight for the rest.
-        waits: dict[int, tuple[asyncio.Future[_Landed], bool]] = {}
-        fresh: dict[str, list[int]] = {}
-        for i, o in enumerate(out):
-            if o is not None:
-                continue
-            key = keyed[i][0]
-            flight = self._flights.get(key) if opts.mode != "refresh" else None
-            if flight is not None:
-                waits[i] = (flight, True)
-            else:
-                fresh.setdefault(key, []).append(i)
-        fresh_index = {i for idx in fresh.values() for i in idx}
-        if fresh:
-            keys = list(fresh)
-            firsts = [fresh[k][0] for k in keys]
-            futures = self._flights.start_many(
-                keys, self._fly_many(keys, firsts, requests, keyed, opts, fetch)
-            )
-            for key, fut in zip(keys, futures, strict=True):
-                for n, i in enumerate(fresh[key]):
-                    waits[i] = (fut, n > 0)  # duplicates inside the batch are coalesced
-        for i, (fut, follower) in waits.items():
-            key = keyed[i][0]
-            try:
-                # Duplicates inside this batch wait on our own flight; other flights are bounded.
-                landed = await self._flights.wait(fut, follower=follower and i not in fresh_index)
-            except FollowerTimeout:
-                values = await self._upstream(lambda i=i: fetch([i]))  # type: ignore[misc]
-                st.missed(opts.category)
-                out[i] = CachedResponse(values[0], CacheStatus("miss", None, key))
-                continue
-            if follower:
-                st.coalesced += 1
-                st.saved(landed.facts.model, landed.facts.usage, opts.category)
-                out[i] = CachedResponse(
-                    landed.value, CacheStatus("coalesced", None, key), landed.entry
-                )
-            else:
-                st.missed(opts.category)
-                out[i] = CachedResponse(landed.value, CacheStatus("miss", None, key), landed.entry)
-        return [o for o in out if o is not None]
+        return await _batch.get_or_fetch_many(self, requests, fetch)
 
-    async def _read_many(
+    async def get_or_stream(
         self,
-        requests: Sequence[CacheRequest],
-        keyed: list[tuple[str, str]],
-        out: list[CachedResponse | None],
-        opts: CacheOptions,
-    ) -> None:
-        st = self._stats
-        now = self._clock()
-        todo: list[int] = []
-        for i, (key, _) in enumerate(keyed):
-            entry = self._l1.get(key) if self._l1 is not None else None
-            if entry is None:
-                todo.append(i)
-                continue
-            st.hits_l1 += 1
-            st.saved(entry.model, entry.usage, opts.category)
-            out[i] = CachedResponse(
-                entry.value, CacheStatus("hit", "l1", key, age=now - entry.created_at), entry
-            )
-        if not todo or self.backend is None:
-            return
-        found = await self._layers.read_many(
-            [keyed[i][0] for i in todo],
-            [keyed[i][1] for i in todo],
-            [requests[i].tenant for i in todo],
-        )
-        for i, entry in zip(todo, found, strict=True):
-            if entry is not None:
-                st.hits_l2 += 1
-                st.saved(entry.model, entry.usage, opts.category)
-                out[i] = CachedResponse(
-                    entry.value,
-                    CacheStatus("hit", "l2", keyed[i][0], age=now - entry.created_at),
-                    entry,
-                )
-
-    async def _fly_many(
-        self,
-        keys: list[str],
-        firsts: list[int],
-        requests: Sequence[CacheRequest],
-        keyed: list[tuple[str, str]],
-        opts: CacheOptions,
-        fetch: BatchSender,
-    ) -> list[_Landed]:
-        values = await self._upstream(lambda: fetch(firsts))
-        if len(values) != len(firsts):
-            raise ValueError(f"batch sender returned {len(values)} values for {len(firsts)} inputs")
-        landed: list[_Landed] = []
-        writes: list[tuple[str, Write]] = []
-        for key, i, value in zip(keys, firsts, values, strict=True):
-            write, facts = self._make_entry(keyed[i][1], requests[i], opts, value)
-            if write is not None:
-                writes.append((key, write))
-            landed.append(_Landed(value, write.entry if write else None, facts, None))
-        if writes:
-            await self._layers.write(writes)
-        return landed
+        request: CacheRequest,
+        opener: Opener,
+        shape: StreamShape,
+        *,
+        bypass: Callable[[], Awaitable[Any]],
+        retry: RetryPolicy | None = None,
+    ) -> StreamAnswer:
+        """Answer a stream request: replay a stored answer, or open the upstream stream (once
+        per key across concurrent callers) and hand every caller its events live, storing the
+        answer when it finishes. ``bypass`` opens the uncached stream when the cache must stay
+        out (mode ``skip``, a request the policy refuses). See ``_streaming``."""
+        return await _streaming.get_or_stream(self, request, opener, shape, bypass, retry)
 
     # -- writing -------------------------------------------------------------------------------
 
     def _make_entry(
-        self, digest: str, request: CacheRequest, opts: CacheOptions, value: Any
+        self,
+        digest: str,
+        request: CacheRequest,
+        opts: CacheOptions,
+        value: Any,
+        recording: Recording | None = None,
     ) -> tuple[Write | None, AnswerFacts]:
-        """The encoded entry to store for this answer, or None (reason logged and counted)."""
+        """The encoded entry to store for this answer, or None (reason logged and counted).
+        A stream's recording is kept with it unless that makes the entry too large: then the
+        whole answer alone is stored, and stream hits get it split."""
         facts = inspect_answer(request.provider, request.endpoint, value)
         if opts.mode == "no-store":
             return None, facts
@@ -500,8 +417,12 @@ class Cache:
                 usage=facts.usage,
                 tags=opts.tags,
                 category=opts.category,
+                stream=recording,
             )
             raw = _codec.encode(entry)
+            if recording is not None and len(raw) > self.policy.max_entry_bytes:
+                entry = dataclasses.replace(entry, stream=None)
+                raw = _codec.encode(entry)
         except (TypeError, ValueError, OverflowError) as exc:
             # The upstream call is already paid for: never fail the request over storing it.
             self._stats.store_refused += 1

@@ -1,7 +1,8 @@
 """Entry <-> bytes: the only place entries are (de)serialised. Never pickle.
 
 An orjson envelope, versioned, so a reader can refuse what it does not understand rather than
-misread it. Anything malformed raises :class:`CodecError`; the engine treats that as a miss,
+misread it. A streamed answer adds its recording under ``s`` (optional, so entries written
+before streams were recorded still read, and older readers ignore it). Anything malformed raises :class:`CodecError`; the engine treats that as a miss,
 deletes the entry and counts an integrity error.
 """
 
@@ -12,6 +13,7 @@ from typing import Any
 import orjson
 
 from ._models import Entry, Usage
+from ._recording import Recording
 
 ENVELOPE_VERSION = 1
 
@@ -34,6 +36,8 @@ def encode(entry: Entry) -> bytes:
         "k": entry.category,
         "b": entry.value,
     }
+    if entry.stream is not None:
+        doc["s"] = entry.stream.to_json()
     return orjson.dumps(doc)
 
 
@@ -43,6 +47,7 @@ def decode(raw: bytes) -> Entry:
         if type(doc) is not dict or doc.get("v") != ENVELOPE_VERSION:
             raise CodecError("unknown envelope version")
         u = doc["u"]
+        stream = doc.get("s")
         entry = Entry(
             value=doc["b"],
             digest=doc["d"],
@@ -53,6 +58,7 @@ def decode(raw: bytes) -> Entry:
             usage=Usage(int(u[0]), int(u[1]), int(u[2]), int(u[3])),
             tags=tuple(doc["g"]),
             category=doc["k"],
+            stream=None if stream is None else Recording.from_json(stream),
         )
     except CodecError:
         raise

@@ -11,12 +11,15 @@ from dataclasses import dataclass, field
 from typing import Any, Literal, get_args
 
 from ._exceptions import ConfigurationError
+from ._recording import Recording
 
 Mode = Literal["use", "refresh", "skip", "only", "no-store"]
+Pacing = Literal["immediate", "original"]
 Outcome = Literal["hit", "miss", "coalesced", "stale", "bypass"]
 Layer = Literal["l1", "l2", "semantic"]
 
 _MODES: frozenset[str] = frozenset(get_args(Mode))
+_PACINGS: frozenset[str] = frozenset(get_args(Pacing))
 
 
 @dataclass(frozen=True, slots=True)
@@ -27,12 +30,15 @@ class CacheOptions:
     ``only`` read, and raise :class:`CacheMissError` on a miss without calling upstream;
     ``no-store`` read, never write. ``ttl`` overrides the policy's TTL (seconds); ``category``
     selects a per-category TTL and groups stats; ``tags`` allow ``invalidate_tags``.
+    ``stream_pacing``: a stream served from the cache arrives ``immediate``-ly (default), or
+    with the ``original`` gaps between its events as the provider sent them.
     """
 
     mode: Mode = "use"
     ttl: float | None = None
     tags: tuple[str, ...] = ()
     category: str | None = None
+    stream_pacing: Pacing = "immediate"
 
     def __post_init__(self) -> None:
         if self.mode not in _MODES:
@@ -51,6 +57,10 @@ class CacheOptions:
         if self.category is not None and (not isinstance(self.category, str) or not self.category):
             raise ConfigurationError(
                 f"CacheOptions.category={self.category!r} must be a non-empty string or None"
+            )
+        if self.stream_pacing not in _PACINGS:
+            raise ConfigurationError(
+                f"CacheOptions.stream_pacing={self.stream_pacing!r} is not one of {sorted(_PACINGS)}"
             )
 
 
@@ -122,7 +132,11 @@ NO_USAGE = Usage()
 
 @dataclass(frozen=True, slots=True)
 class Entry:
-    """One stored answer and what the engine needs to trust and account for it."""
+    """One stored answer and what the engine needs to trust and account for it.
+
+    ``value`` is always the whole answer; ``stream`` is the recording of the stream it came
+    from, when it came from one (so a stream hit replays the provider's own deltas).
+    """
 
     value: Any
     digest: str
@@ -133,6 +147,7 @@ class Entry:
     usage: Usage = NO_USAGE
     tags: tuple[str, ...] = ()
     category: str | None = None
+    stream: Recording | None = field(default=None, repr=False)
 
     def age(self, now: float) -> float:
         return max(0.0, now - self.created_at)

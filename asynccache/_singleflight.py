@@ -25,6 +25,7 @@ from typing import Any, Generic, TypeVar
 from ._exceptions import CacheClosedError
 
 T = TypeVar("T")
+R = TypeVar("R")
 
 
 def _cancelling() -> bool:
@@ -58,6 +59,20 @@ class SingleFlight(Generic[T]):
         task.add_done_callback(lambda t: self._land(key, t))
         return task
 
+    def forget(self, key: str, flight: asyncio.Future[Any]) -> None:
+        """Stop new callers from joining ``flight`` before it completes (a stream that broke or
+        will not be stored: the next caller should start afresh, not share its end)."""
+        if self._flights.get(key) is flight:
+            del self._flights[key]
+
+    def spawn(self, coro: Coroutine[Any, Any, T]) -> asyncio.Future[T]:
+        """An owned flight no one else joins (a refresh, or a follower that gave up waiting):
+        still the cache's task, so a cancelled caller cannot cut it and aclose() drains it."""
+        task = asyncio.get_running_loop().create_task(coro, name="asynccache-flight")
+        self._own(task)
+        task.add_done_callback(_retrieve)
+        return task
+
     def start_many(
         self, keys: list[str], coro: Coroutine[Any, Any, list[T]]
     ) -> list[asyncio.Future[T]]:
@@ -85,8 +100,8 @@ class SingleFlight(Generic[T]):
         task.add_done_callback(settle)
         return futures
 
-    async def wait(self, flight: asyncio.Future[T], *, follower: bool) -> T:
-        """Await a flight without being able to cancel it."""
+    async def wait(self, flight: asyncio.Future[R], *, follower: bool) -> R:
+        """Await a flight (or a future a flight resolves) without being able to cancel it."""
         try:
             if not follower:
                 return await asyncio.shield(flight)
@@ -121,7 +136,11 @@ class SingleFlight(Generic[T]):
     def _land(self, key: str, fut: asyncio.Future[Any]) -> None:
         if self._flights.get(key) is fut:
             del self._flights[key]
-        # Mark the outcome retrieved: if every caller was cancelled, nobody else will read it,
-        # and asyncio would log "exception was never retrieved" for an error we already handled.
-        if not fut.cancelled():
-            fut.exception()
+        _retrieve(fut)
+
+
+def _retrieve(fut: asyncio.Future[Any]) -> None:
+    """Mark the outcome retrieved: if every caller was cancelled, nobody else will read it, and
+    asyncio would log "exception was never retrieved" for an error we already handled."""
+    if not fut.cancelled():
+        fut.exception()

@@ -1,0 +1,244 @@
+"""Streams through the engine: hits replayed, misses recorded as they stream, and concurrent
+identical streams sharing ONE upstream stream.
+
+The same rules as plain requests (DESIGN.md), with a stream's timing:
+- Lookup is the same: L1, then L2. A hit replays the stored recording (the provider's own
+  deltas, in order, optionally at their original pace) or, for an answer stored whole, the
+  events the integration's :class:`StreamShape` splits it into.
+- A miss starts a flight the cache owns. It opens the upstream stream (retried while opening
+  only: once events have gone out, a retry would repeat them), appends every event to a
+  :class:`Tee` the moment it arrives, and when the stream ends, assembles the whole answer and
+  stores it with the recording. Only a stream that finished (a terminal event, no error) is
+  stored; readers are never held up by the store write.
+- Every caller, the first included, reads the Tee through its own cursor: late joiners get every
+  event from the first; a caller who stops reading or is cancelled does not cut the stream for
+  the others. A stream that breaks reaches every reader as the same error.
+- One key, one flight, whatever the caller asked for: a stream request that finds a plain
+  request's flight waits for its answer and gets it split; a plain request that finds a stream
+  flight gets the assembled answer (``_cache``). A follower waits at most ``follower_timeout``
+  for the stream to open, then goes upstream itself.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from ._answers import AnswerFacts, Landed
+from ._exceptions import CacheClosedError, CacheMissError
+from ._layers import Write
+from ._models import CacheOptions, CacheRequest, CacheStatus, Entry, Pacing
+from ._recording import Event, StreamShape
+from ._retry import RetryPolicy
+from ._singleflight import FollowerTimeout
+from ._tee import Tee
+
+if TYPE_CHECKING:
+    from ._cache import Cache
+
+logger = logging.getLogger("asynccache")
+
+#: Opens the upstream stream and returns its events (an async generator: closed when done).
+Opener = Callable[[], Awaitable[AsyncIterator[Event]]]
+
+
+@dataclass(frozen=True, slots=True)
+class StreamAnswer:
+    """What a stream request gets: where it came from, and its events to read.
+
+    ``events`` is None for a bypass: then ``value`` is the uncached stream the ``bypass``
+    callable opened, untouched.
+    """
+
+    status: CacheStatus
+    events: AsyncIterator[Event] | None
+    value: Any = None
+
+
+async def get_or_stream(
+    cache: Cache,
+    request: CacheRequest,
+    opener: Opener,
+    shape: StreamShape,
+    bypass: Callable[[], Awaitable[Any]],
+    retry: RetryPolicy | None,
+) -> StreamAnswer:
+    if cache.closed:
+        raise CacheClosedError("this Cache was closed with aclose(); create a new one")
+    retry = retry if retry is not None else cache.retry
+    st = cache._stats
+    st.requests += 1
+    opts = request.options or cache.current_options()
+    if opts.mode == "skip":
+        return await _bypass(cache, bypass, "mode=skip", retry)
+    decision = cache.policy.check_request(request)
+    if not decision.ok:
+        if opts.mode == "only":
+            raise CacheMissError(f"mode='only' but the request is not cacheable: {decision.reason}")
+        return await _bypass(cache, bypass, decision.reason, retry)
+    key, digest = await cache._keyed(request)
+    if opts.mode != "refresh":
+        hit = await cache._lookup(key, digest, request.tenant, opts)
+        if hit is not None and hit.entry is not None:
+            return StreamAnswer(hit.status, replay(hit.entry, shape, opts.stream_pacing))
+        if opts.mode == "only":
+            raise CacheMissError(f"mode='only' and no cached answer for key {key}")
+    flight = cache._flights.get(key)
+    fly = _Fly(cache, key, digest, request, opts, opener, shape, retry)
+    if flight is None or opts.mode == "refresh":
+        return await fly.lead(register=flight is None)
+    tee = cache._tees.get(key)
+    try:
+        if tee is None:  # a plain request's flight: share its whole answer, split
+            landed = await cache._flights.wait(flight, follower=True)
+            if not landed.complete:
+                return await fly.lead(register=False)
+            st.coalesced += 1
+            st.saved(landed.facts.model, landed.facts.usage, opts.category)
+            status = CacheStatus("coalesced", None, key)
+            return StreamAnswer(status, _events(shape.split(landed.value), None, "immediate"))
+        await cache._flights.wait(tee.opened, follower=True)
+    except FollowerTimeout:
+        logger.warning("asynccache follower timeout on %s; streaming from upstream directly", key)
+        return await fly.lead(register=False)
+    st.coalesced += 1
+    tee.credits.append(opts.category)  # credited with the savings when the stream finishes
+    return StreamAnswer(CacheStatus("coalesced", None, key), tee.read())
+
+
+async def _bypass(
+    cache: Cache, bypass: Callable[[], Awaitable[Any]], reason: str | None, retry: RetryPolicy
+) -> StreamAnswer:
+    cache._stats.bypassed += 1
+    logger.debug("asynccache bypass: %s", reason)
+    value = await cache._upstream(bypass, retry)
+    return StreamAnswer(CacheStatus("bypass", reason=reason), None, value)
+
+
+def replay(entry: Entry, shape: StreamShape, pacing: Pacing) -> AsyncIterator[Event]:
+    """A stored answer as a stream: its recording, or the whole answer split into events."""
+    if entry.stream is not None:
+        return _events(entry.stream.events, entry.stream.offsets, pacing)
+    return _events(shape.split(entry.value), None, pacing)
+
+
+async def _events(
+    events: Sequence[Event], offsets: Sequence[float] | None, pacing: Pacing
+) -> AsyncIterator[Event]:
+    if pacing != "original" or not offsets:
+        for event in events:
+            yield event
+        return
+    loop = asyncio.get_running_loop()
+    start = loop.time()
+    for event, at in zip(events, offsets, strict=True):
+        delay = start + at - loop.time()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        yield event
+
+
+@dataclass(slots=True)
+class _Fly:
+    """One stream request's miss: start the flight, then read it like any follower."""
+
+    cache: Cache
+    key: str
+    digest: str
+    request: CacheRequest
+    opts: CacheOptions
+    opener: Opener
+    shape: StreamShape
+    retry: RetryPolicy
+
+    async def lead(self, *, register: bool) -> StreamAnswer:
+        cache, key = self.cache, self.key
+        tee = Tee()
+        coro = self.flight(tee, recheck=register)
+        if register:
+            fut = cache._flights.start(key, coro)
+            cache._tees[key] = tee
+            fut.add_done_callback(lambda _: cache._tees.pop(key, None))
+        else:
+            cache._flights.spawn(coro)
+        source = await cache._flights.wait(tee.opened, follower=False)
+        st = cache._stats
+        if source is not None:  # another process stored it while we were deciding
+            st.hits_l2 += 1
+            st.saved(source.model, source.usage, self.opts.category)
+            age = max(0.0, cache._clock() - source.created_at)
+            return StreamAnswer(CacheStatus("hit", "l2", key, age=age), tee.read())
+        st.missed(self.opts.category)
+        return StreamAnswer(CacheStatus("miss", None, key), tee.read())
+
+    async def flight(self, tee: Tee, *, recheck: bool) -> Landed:
+        cache = self.cache
+        try:
+            if recheck and cache.backend is not None:
+                entry = await cache._layers.read(self.key, self.digest, self.request.tenant)
+                if entry is not None:
+                    return self._from_store(tee, entry)
+            source = await cache._upstream(self.opener, self.retry)
+            tee.open(None)
+            async with contextlib.aclosing(source):
+                async for event in source:
+                    tee.append(event)
+        except asyncio.CancelledError:
+            self._release(tee)
+            tee.close(CacheClosedError("the cache was closed (aclose) while this stream ran"))
+            raise
+        except BaseException as exc:
+            self._release(tee)
+            tee.close(exc)
+            raise
+        landed, write = self._finish(tee)
+        tee.close()  # readers finish now; the store write happens behind them
+        if write is not None:
+            await cache._layers.write([(self.key, write)])
+        return landed
+
+    def _from_store(self, tee: Tee, entry: Entry) -> Landed:
+        if entry.stream is not None:
+            tee.extend(list(entry.stream.events), list(entry.stream.offsets))
+        else:
+            tee.extend(self.shape.split(entry.value))
+        tee.open(entry)
+        tee.close()
+        return Landed(entry.value, entry, AnswerFacts(model=entry.model, usage=entry.usage), "l2")
+
+    def _finish(self, tee: Tee) -> tuple[Landed, Write | None]:
+        """The stream ended: assemble the whole answer and decide whether to store it, before
+        readers see the end, so that whoever comes next either replays a stored answer or
+        starts afresh — never joins a stream that is not going to be stored."""
+        cache = self.cache
+        try:
+            value = self.shape.assemble(tee.events)
+        except Exception as exc:  # a shape bug must not fail a stream the caller already has
+            logger.warning("asynccache could not assemble the stream for %s: %r", self.key, exc)
+            value = None
+        if value is None:
+            cache._stats.store_refused += 1
+            logger.debug("asynccache not storing %s: the stream did not finish", self.key)
+            self._release(tee)
+            return Landed(None, None, AnswerFacts(), None, complete=False), None
+        write, facts = cache._make_entry(
+            self.digest, self.request, self.opts, value, tee.recording()
+        )
+        for category in tee.credits:  # followers made no upstream call: what they saved
+            cache._stats.saved(facts.model, facts.usage, category)
+        if write is None:
+            self._release(tee)
+        return Landed(value, write.entry if write else None, facts, None), write
+
+    def _release(self, tee: Tee) -> None:
+        """Let the next request for this key start its own flight right away."""
+        cache = self.cache
+        task = asyncio.current_task()
+        if task is not None:
+            cache._flights.forget(self.key, task)
+        if cache._tees.get(self.key) is tee:
+            del cache._tees[self.key]
