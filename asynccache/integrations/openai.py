@@ -9,16 +9,27 @@ Embeddings are cached per input text: a batch of 100 texts with 90 cached sends 
 for the other 10 and reassembles the answer in the caller's order. OpenAI reports one token
 count per batch; it is split over the texts in proportion to their length, for accounting only.
 
-Streaming requests pass through uncached for now (a later issue records and replays streams).
+Streams (``stream=True``) are cached too (see ``_streams`` and ``_streaming``): a miss reaches
+the caller event by event while it is recorded, a hit replays the recording as the SDK's own
+``AsyncStream``, and a stream and a plain request for the same thing share one entry. For chat,
+the cache always asks upstream for ``stream_options.include_usage`` (so every stored answer can
+be accounted in tokens and serve a plain request whole) and removes the usage chunk again for a
+caller who did not ask for it, as the provider would have.
 """
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator, Mapping
 from typing import TYPE_CHECKING, Any
+
+import httpx2
 
 from .._cache import Cache
 from .._models import CacheOptions, CacheRequest, CacheStatus
-from ._common import Passthrough, build, clean_params, loads, request_body, tag
+from .._recording import Event, StreamShape
+from . import _chat_stream, _responses_stream
+from ._common import Passthrough, build, cache_status, clean_params, loads, request_body, tag
+from ._streams import read_events, sdk_stream, url_of
 
 if TYPE_CHECKING:
     from openai import AsyncOpenAI
@@ -57,6 +68,8 @@ class _Chat(Passthrough):
 
 class _Endpoint(Passthrough):
     endpoint = ""
+    path = ""
+    shape: StreamShape
 
     def __init__(self, inner: Any, upstream: Any, cache: Cache, tenant: str | None) -> None:
         super().__init__(inner)
@@ -70,14 +83,25 @@ class _Endpoint(Passthrough):
     def _build(self, value: Any) -> Any:
         raise NotImplementedError
 
+    def _chunk_type(self) -> Any:
+        raise NotImplementedError
+
+    def _sent_for_stream(self, params: dict[str, Any]) -> dict[str, Any]:
+        """What the cache sends upstream for a stream request (chat adds include_usage)."""
+        return params
+
+    def _present(self, events: AsyncIterator[Event], params: Mapping[str, Any]) -> Any:
+        """The events this caller's request would have received from the provider."""
+        return events
+
     async def create(self, *, cache_options: CacheOptions | None = None, **kwargs: Any) -> Any:
         params = clean_params(kwargs)
-        if params.get("stream"):
-            return await self._inner.create(**params)
         request = CacheRequest(
             "openai", self.endpoint, request_body(params), self._tenant, cache_options
         )
         resource = self._resource(self._upstream)
+        if params.get("stream"):
+            return await self._stream(request, resource, params)
 
         async def send() -> Any:
             raw = await resource.with_raw_response.create(**params)
@@ -86,9 +110,83 @@ class _Endpoint(Passthrough):
         result = await self._cache.get_or_fetch(request, send)
         return tag(self._build(result.value), result.status)
 
+    def stream(self, *, cache_options: CacheOptions | None = None, **kwargs: Any) -> Any:
+        """The SDK's own ``.stream()`` helper (``async with client.chat.completions.stream(...)
+        as s``), over a cached stream. The helper builds the request (a pydantic
+        ``response_format``, strict tools) and calls ``create(stream=True)`` on the resource it
+        is given: we give it this one, so the SDK's own code does the conversion and parsing."""
+        bound = _Bound(self, cache_options)
+        return _Tagging(type(self._inner).stream(bound, **kwargs), bound)
+
+    async def _stream(self, request: CacheRequest, resource: Any, params: dict[str, Any]) -> Any:
+        from openai import AsyncStream
+
+        sent = self._sent_for_stream(params)
+
+        async def opener() -> AsyncIterator[Event]:
+            raw = await resource.with_raw_response.create(**sent)
+            response = raw.http_response
+            return read_events(response, lambda exc: _sdk_error(exc, response.request))
+
+        async def bypass() -> Any:
+            return await resource.create(**params)
+
+        answer = await self._cache.get_or_stream(request, opener, self.shape, bypass=bypass)
+        if answer.events is None:
+            return tag(answer.value, answer.status)
+        return sdk_stream(
+            AsyncStream,
+            self._chunk_type(),
+            self._upstream,
+            url_of(self._upstream, self.path),
+            self._present(answer.events, params),
+            answer.status,
+        )
+
+
+class _Bound(Passthrough):
+    """The cached resource with this call's cache options, as the SDK helper's ``resource``."""
+
+    def __init__(self, endpoint: _Endpoint, options: CacheOptions | None) -> None:
+        super().__init__(endpoint)
+        self._options = options
+        self.status: CacheStatus | None = None
+
+    async def create(self, **kwargs: Any) -> Any:
+        result = await self._inner.create(cache_options=self._options, **kwargs)
+        self.status = cache_status(result)
+        return result
+
+
+class _Tagging:
+    """The SDK's stream manager, whose stream also says where it came from (``cache_status``)."""
+
+    def __init__(self, manager: Any, bound: _Bound) -> None:
+        self._manager = manager
+        self._bound = bound
+
+    async def __aenter__(self) -> Any:
+        stream = await self._manager.__aenter__()
+        status = self._bound.status
+        return tag(stream, status) if status is not None else stream
+
+    async def __aexit__(self, *exc_info: Any) -> Any:
+        return await self._manager.__aexit__(*exc_info)
+
+
+def _sdk_error(exc: Exception, request: httpx2.Request) -> Exception:
+    """What the openai SDK's own stream raises for a transport error."""
+    import openai
+
+    if isinstance(exc, httpx2.TimeoutException):
+        return openai.APITimeoutError(request=request)
+    return openai.APIConnectionError(request=request)
+
 
 class _Completions(_Endpoint):
     endpoint = "chat.completions"
+    path = "chat/completions"
+    shape = _chat_stream.SHAPE
 
     def _resource(self, client: Any) -> Any:
         return client.chat.completions
@@ -98,9 +196,24 @@ class _Completions(_Endpoint):
 
         return build(ChatCompletion, value)
 
+    def _chunk_type(self) -> Any:
+        from openai.types.chat import ChatCompletionChunk
+
+        return ChatCompletionChunk
+
+    def _sent_for_stream(self, params: dict[str, Any]) -> dict[str, Any]:
+        options = params.get("stream_options") or {}
+        return {**params, "stream_options": {**options, "include_usage": True}}
+
+    def _present(self, events: AsyncIterator[Event], params: Mapping[str, Any]) -> Any:
+        options = params.get("stream_options") or {}
+        return _chat_stream.present(events, include_usage=bool(options.get("include_usage")))
+
 
 class _Responses(_Endpoint):
     endpoint = "responses"
+    path = "responses"
+    shape = _responses_stream.SHAPE
 
     def _resource(self, client: Any) -> Any:
         return client.responses
@@ -109,6 +222,11 @@ class _Responses(_Endpoint):
         from openai.types.responses import Response
 
         return build(Response, value)
+
+    def _chunk_type(self) -> Any:
+        from openai.types.responses import ResponseStreamEvent
+
+        return ResponseStreamEvent
 
 
 class _Embeddings(Passthrough):
