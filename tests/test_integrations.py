@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import time
-from collections.abc import AsyncIterator
 from typing import Any
 
 import anthropic
 import openai
+import pydantic
 import pytest
 from anthropic.types import Message
 from openai.types import CreateEmbeddingResponse
@@ -20,14 +21,12 @@ from asynccache import (
     CacheClosedError,
     CacheMissError,
     CacheOptions,
-    RetryPolicy,
     cache_status,
     wrap_anthropic,
     wrap_openai,
 )
 from asynccache.testing import FakeProvider
 
-FAST_RETRY = RetryPolicy(attempts=3, initial=0.001, maximum=0.01)
 MSGS = [
     {"role": "system", "content": "You are a support bot."},
     {"role": "user", "content": "How do I reset my password?"},
@@ -44,33 +43,6 @@ WEATHER_TOOL = {
         },
     },
 }
-
-
-@pytest.fixture
-async def fp() -> AsyncIterator[FakeProvider]:
-    async with FakeProvider() as provider:
-        yield provider
-
-
-@pytest.fixture(params=["memory", "redis"])
-async def cache(request: pytest.FixtureRequest) -> AsyncIterator[Cache]:
-    url = "memory://" if request.param == "memory" else request.getfixturevalue("redis_url")
-    async with Cache.from_url(url, retry=FAST_RETRY) as c:
-        yield c
-
-
-@pytest.fixture
-async def oai(fp: FakeProvider) -> AsyncIterator[openai.AsyncOpenAI]:
-    client = openai.AsyncOpenAI(base_url=fp.openai_base_url, api_key="sk-test")
-    async with client:
-        yield client
-
-
-@pytest.fixture
-async def claude(fp: FakeProvider) -> AsyncIterator[anthropic.AsyncAnthropic]:
-    client = anthropic.AsyncAnthropic(base_url=fp.anthropic_base_url, api_key="sk-ant-test")
-    async with client:
-        yield client
 
 
 async def test_chat_miss_then_hit_returns_equal_chat_completions(
@@ -452,3 +424,70 @@ async def test_with_options_keeps_the_cache(
         )
     )
     assert cache_status(m).outcome == "miss"  # type: ignore[union-attr]
+
+
+async def test_structured_outputs_round_trip_exactly(
+    fp: FakeProvider, oai: openai.AsyncOpenAI, claude: anthropic.AsyncAnthropic, cache: Cache
+) -> None:
+    schema = {
+        "type": "object",
+        "properties": {"city": {"type": "string"}, "days": {"type": "integer"}},
+        "required": ["city", "days"],
+        "additionalProperties": False,
+    }
+    client = wrap_openai(oai, cache)
+    fmt = {"type": "json_schema", "json_schema": {"name": "trip", "schema": schema, "strict": True}}
+    kwargs: dict[str, Any] = {
+        "model": "gpt-4o-mini",
+        "messages": [{"role": "user", "content": "Plan a trip to Lisbon"}],
+        "temperature": 0,
+        "response_format": fmt,
+    }
+    miss = await client.chat.completions.create(**kwargs)
+    hit = await client.chat.completions.create(**kwargs)
+    assert hit == miss and cache_status(hit).outcome == "hit"  # type: ignore[union-attr]
+    assert set(json.loads(hit.choices[0].message.content or "{}")) == {"city", "days"}
+    other = {**fmt, "json_schema": {**fmt["json_schema"], "name": "trip2"}}
+    await client.chat.completions.create(**{**kwargs, "response_format": other})
+    assert fp.calls == 2  # the response format is part of the key
+    text = {"format": {"type": "json_schema", "name": "trip", "schema": schema}}
+    r1 = await client.responses.create(
+        model="gpt-4.1-mini", input="Plan a trip to Lisbon", temperature=0, text=text
+    )
+    r2 = await client.responses.create(
+        model="gpt-4.1-mini", input="Plan a trip to Lisbon", temperature=0, text=text
+    )
+    assert r1 == r2 and json.loads(r2.output_text)["city"] and fp.calls == 3
+    claude_kwargs: dict[str, Any] = {
+        "model": "claude-sonnet-4-6",
+        "max_tokens": 256,
+        "messages": [{"role": "user", "content": "Plan a trip to Lisbon"}],
+        "output_config": {"format": {"type": "json_schema", "schema": schema}},
+    }
+    m1 = await wrap_anthropic(claude, cache).messages.create(**claude_kwargs)
+    m2 = await wrap_anthropic(claude, cache).messages.create(**claude_kwargs)
+    assert m1 == m2 and set(json.loads(m2.content[0].text)) == {"city", "days"}  # type: ignore[union-attr]
+    assert fp.calls == 4
+
+
+async def test_pydantic_response_format_through_the_stream_helper(
+    fp: FakeProvider, oai: openai.AsyncOpenAI, cache: Cache
+) -> None:
+    class Trip(pydantic.BaseModel):
+        city: str
+        days: int
+
+    client = wrap_openai(oai, cache)
+    kwargs: dict[str, Any] = {
+        "model": "gpt-4o-mini",
+        "messages": [{"role": "user", "content": "Plan a trip to Lisbon"}],
+        "temperature": 0,
+        "response_format": Trip,
+    }
+    parsed = []
+    for _ in range(2):
+        async with client.chat.completions.stream(**kwargs) as s:
+            final = await s.get_final_completion()
+            parsed.append(final.choices[0].message.parsed)
+    assert parsed[0] == parsed[1] and isinstance(parsed[1], Trip) and fp.calls == 1
+    assert fp.requests[0]["response_format"]["type"] == "json_schema"  # the SDK converted it

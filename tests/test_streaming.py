@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator
 from typing import Any
 
 import anthropic
@@ -23,14 +22,12 @@ from asynccache import (
     CacheClosedError,
     CacheMissError,
     CacheOptions,
-    RetryPolicy,
     cache_status,
     wrap_anthropic,
     wrap_openai,
 )
 from asynccache.testing import FakeProvider
 
-FAST_RETRY = RetryPolicy(attempts=3, initial=0.001, maximum=0.01)
 MSGS = [
     {"role": "system", "content": "You are a support bot."},
     {"role": "user", "content": "How do I reset my password?"},
@@ -54,32 +51,6 @@ CLAUDE: dict[str, Any] = {
     "system": "You are a support bot.",
     "messages": [{"role": "user", "content": "Where is my order?"}],
 }
-
-
-@pytest.fixture
-async def fp() -> AsyncIterator[FakeProvider]:
-    async with FakeProvider() as provider:
-        yield provider
-
-
-@pytest.fixture(params=["memory", "redis"])
-async def cache(request: pytest.FixtureRequest) -> AsyncIterator[Cache]:
-    url = "memory://" if request.param == "memory" else request.getfixturevalue("redis_url")
-    async with Cache.from_url(url, retry=FAST_RETRY) as c:
-        yield c
-
-
-@pytest.fixture
-async def oai(fp: FakeProvider) -> AsyncIterator[openai.AsyncOpenAI]:
-    async with openai.AsyncOpenAI(base_url=fp.openai_base_url, api_key="sk-test") as client:
-        yield client
-
-
-@pytest.fixture
-async def claude(fp: FakeProvider) -> AsyncIterator[anthropic.AsyncAnthropic]:
-    client = anthropic.AsyncAnthropic(base_url=fp.anthropic_base_url, api_key="sk-ant-test")
-    async with client:
-        yield client
 
 
 async def chunks_of(stream: Any) -> list[Any]:
@@ -330,7 +301,9 @@ async def test_a_leader_that_stops_reading_does_not_cut_the_followers(
     async with leader:
         async for _ in leader:
             break  # the leader's consumer leaves after one chunk
-    cancelled = asyncio.create_task(chunks_of(await client.chat.completions.create(**CHAT, stream=True)))
+    cancelled = asyncio.create_task(
+        chunks_of(await client.chat.completions.create(**CHAT, stream=True))
+    )
     await asyncio.sleep(0.02)
     cancelled.cancel()  # another reader is cancelled mid-stream
     with pytest.raises(asyncio.CancelledError):
@@ -432,7 +405,9 @@ async def test_modes_and_bypass_for_streams(
     assert fp.calls == 0
     sampled = await client.chat.completions.create(**{**CHAT, "temperature": 0.9}, stream=True)
     status = cache_status(sampled)
-    assert status is not None and status.outcome == "bypass" and "temperature" in (status.reason or "")
+    assert (
+        status is not None and status.outcome == "bypass" and "temperature" in (status.reason or "")
+    )
     assert isinstance(sampled, openai.AsyncStream) and chat_text(await chunks_of(sampled))
     assert "stream_options" not in fp.requests[-1]  # a bypass sends exactly what was asked
     with cache.options(mode="skip"):
@@ -511,3 +486,31 @@ async def test_openai_stream_helpers_read_cached_streams(
         assert cache_status(r).outcome == "hit"  # type: ignore[union-attr]
         assert await r.get_final_response() == response and response.output_text
     assert fp.calls == 2
+
+
+async def test_stream_savings_price_provider_cached_tokens_at_their_own_rate(
+    oai: openai.AsyncOpenAI, claude: anthropic.AsyncAnthropic, fp: FakeProvider
+) -> None:
+    fp.prompt_tokens, fp.completion_tokens, fp.cached_tokens = 1000, 50, 400
+    async with Cache.from_url("memory://") as cache:
+        client = wrap_openai(oai, cache)
+        for _ in range(2):
+            await chunks_of(await client.chat.completions.create(**CHAT, stream=True))
+        # gpt-4o-mini, per 1M tokens: input $0.15, cached input $0.075, output $0.60.
+        # The hit saved 600 fresh + 400 cached input tokens and 50 output tokens:
+        # (600 * 0.15 + 400 * 0.075 + 50 * 0.60) / 1e6 = (90 + 30 + 30) / 1e6 = $0.000150
+        assert cache.stats().usd_saved == pytest.approx(0.000150, rel=1e-9)
+        assert cache.stats().input_tokens_saved == 1000
+    fp.prompt_tokens, fp.completion_tokens = 1000, 100
+    fp.cached_tokens, fp.cache_creation_tokens = 2000, 500
+    async with Cache.from_url("memory://") as cache:
+        client = wrap_anthropic(claude, cache)
+        for _ in range(2):
+            async with client.messages.stream(**CLAUDE) as s:
+                await s.until_done()
+        # claude-sonnet-4*, per 1M: input $3, cache read $0.30, cache write $3.75, output $15.
+        # Anthropic counts the 2000 cache-read and 500 cache-write tokens apart from the
+        # 1000 input tokens: (1000 * 3 + 2000 * 0.30 + 500 * 3.75 + 100 * 15) / 1e6
+        # = (3000 + 600 + 1875 + 1500) / 1e6 = $0.006975
+        assert cache.stats().usd_saved == pytest.approx(0.006975, rel=1e-9)
+        assert cache.stats().input_tokens_saved == 3500
