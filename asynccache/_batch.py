@@ -89,13 +89,12 @@ async def get_or_fetch_many(
         if follower:
             st.coalesced += 1
             st.saved(landed.facts.model, landed.facts.usage, opts.category)
-            out[i] = CachedResponse(
-                landed.value, CacheStatus("coalesced", None, key), landed.entry
-            )
+            out[i] = CachedResponse(landed.value, CacheStatus("coalesced", None, key), landed.entry)
         else:
             st.missed(opts.category)
             out[i] = CachedResponse(landed.value, CacheStatus("miss", None, key), landed.entry)
     return [o for o in out if o is not None]
+
 
 async def _read_many(
     cache: Cache,
@@ -133,6 +132,7 @@ async def _read_many(
                 CacheStatus("hit", "l2", keyed[i][0], age=now - entry.created_at),
                 entry,
             )
+
 
 async def _fly_many(
     cache: Cache,
