@@ -121,6 +121,9 @@ def _anthropic_messages(v: dict[str, Any]) -> AnswerFacts:
         output_tokens=_int(u, "output_tokens"),
         cached_input_tokens=cache_read,
         cache_write_tokens=cache_write,
+        cache_write_1h_tokens=min(
+            cache_write, _int(u.get("cache_creation"), "ephemeral_1h_input_tokens")
+        ),
     )
     return AnswerFacts((_ANTHROPIC_REASONS.get(stop, stop),), empty, usage, v.get("model"))
 

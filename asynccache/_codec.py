@@ -31,7 +31,13 @@ def encode(entry: Entry) -> bytes:
         "c": entry.created_at,
         "x": entry.ttl,
         "m": entry.model,
-        "u": [u.input_tokens, u.output_tokens, u.cached_input_tokens, u.cache_write_tokens],
+        "u": [
+            u.input_tokens,
+            u.output_tokens,
+            u.cached_input_tokens,
+            u.cache_write_tokens,
+            u.cache_write_1h_tokens,
+        ],
         "g": list(entry.tags),
         "k": entry.category,
         "b": entry.value,
@@ -55,7 +61,7 @@ def decode(raw: bytes) -> Entry:
             created_at=float(doc["c"]),
             ttl=None if doc["x"] is None else float(doc["x"]),
             model=doc["m"],
-            usage=Usage(int(u[0]), int(u[1]), int(u[2]), int(u[3])),
+            usage=Usage(*(int(n) for n in u[:5])),  # the 5th was added later: optional
             tags=tuple(doc["g"]),
             category=doc["k"],
             stream=None if stream is None else Recording.from_json(stream),

@@ -119,12 +119,16 @@ class Usage:
     ``cached_input_tokens`` are input tokens the provider itself served from its prompt cache
     (OpenAI's ``prompt_tokens_details.cached_tokens``, a subset of ``input_tokens``; Anthropic's
     ``cache_read_input_tokens``); they were cheaper, so they save less when we skip the call.
+    ``cache_write_tokens`` were written to the provider's prompt cache (dearer than plain
+    input); ``cache_write_1h_tokens`` is the part written for an hour (Anthropic's 1-hour
+    cache, priced apart from its 5-minute one).
     """
 
     input_tokens: int = 0
     output_tokens: int = 0
     cached_input_tokens: int = 0
     cache_write_tokens: int = 0
+    cache_write_1h_tokens: int = 0
 
 
 NO_USAGE = Usage()

@@ -28,7 +28,8 @@ class Price:
     input: float
     output: float
     cached_input: float
-    cache_write: float | None = None
+    cache_write: float | None = None  # None: as input
+    cache_write_1h: float | None = None  # None: as cache_write
 
 
 #: Longest matching prefix of the model name wins.
@@ -45,10 +46,11 @@ DEFAULT_PRICES: Mapping[str, Price] = MappingProxyType(
         "o4-mini": Price(1.10, 4.40, 0.275),
         "text-embedding-3-small": Price(0.02, 0.0, 0.02),
         "text-embedding-3-large": Price(0.13, 0.0, 0.13),
-        "claude-3-5-haiku": Price(0.80, 4.00, 0.08, 1.00),
-        "claude-haiku-4": Price(1.00, 5.00, 0.10, 1.25),
-        "claude-sonnet-4": Price(3.00, 15.00, 0.30, 3.75),
-        "claude-opus-4": Price(15.00, 75.00, 1.50, 18.75),
+        # Anthropic: cache writes 1.25x input for 5 minutes, 2x for an hour; reads 0.1x.
+        "claude-3-5-haiku": Price(0.80, 4.00, 0.08, 1.00, 1.60),
+        "claude-haiku-4": Price(1.00, 5.00, 0.10, 1.25, 2.00),
+        "claude-sonnet-4": Price(3.00, 15.00, 0.30, 3.75, 6.00),
+        "claude-opus-4": Price(15.00, 75.00, 1.50, 18.75, 30.00),
     }
 )
 
@@ -67,10 +69,13 @@ def cost_of(usage: Usage, price: Price) -> float:
     """What one call with this usage costs, in USD."""
     fresh = usage.input_tokens - usage.cached_input_tokens - usage.cache_write_tokens
     write_rate = price.cache_write if price.cache_write is not None else price.input
+    hour_rate = price.cache_write_1h if price.cache_write_1h is not None else write_rate
+    hour = usage.cache_write_1h_tokens
     return (
         max(fresh, 0) * price.input
         + usage.cached_input_tokens * price.cached_input
-        + usage.cache_write_tokens * write_rate
+        + (usage.cache_write_tokens - hour) * write_rate
+        + hour * hour_rate
         + usage.output_tokens * price.output
     ) / 1_000_000
 

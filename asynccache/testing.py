@@ -107,7 +107,10 @@ class FakeProvider:
     Token knobs: ``prompt_tokens`` / ``completion_tokens`` replace the estimates (about four
     characters per token); ``cached_tokens`` is reported as OpenAI's ``cached_tokens`` and
     Anthropic's ``cache_read_input_tokens``; ``cache_creation_tokens`` as Anthropic's
-    ``cache_creation_input_tokens`` and OpenAI's ``cache_write_tokens``; ``reasoning_tokens`` as OpenAI's ``reasoning_tokens``.
+    ``cache_creation_input_tokens`` and OpenAI's ``cache_write_tokens``, of which
+    ``cache_creation_1h_tokens`` are reported as Anthropic's 1-hour cache writes
+    (``cache_creation.ephemeral_1h_input_tokens``); ``reasoning_tokens`` as OpenAI's
+    ``reasoning_tokens``.
     """
 
     def __init__(
@@ -122,6 +125,7 @@ class FakeProvider:
         completion_tokens: int | None = None,
         cached_tokens: int = 0,
         cache_creation_tokens: int = 0,
+        cache_creation_1h_tokens: int = 0,
         reasoning_tokens: int = 0,
         honour_max_tokens: bool = True,
         embedding_dimensions: int = 8,
@@ -144,6 +148,7 @@ class FakeProvider:
         self.completion_tokens = completion_tokens
         self.cached_tokens = cached_tokens
         self.cache_creation_tokens = cache_creation_tokens
+        self.cache_creation_1h_tokens = cache_creation_1h_tokens
         self.reasoning_tokens = reasoning_tokens
         self.honour_max_tokens = honour_max_tokens
         self.embedding_dimensions = embedding_dimensions

@@ -459,3 +459,34 @@ async def test_anthropic_cache_reads_and_writes_are_separate_from_input_tokens(
     #   (1500 + 900 + 3750 + 3000) / 1e6 = 0.00915
     assert stats.usd_saved == pytest.approx(0.00915, rel=1e-12)
     assert (stats.input_tokens_saved, stats.output_tokens_saved) == (4500, 200)
+
+
+async def test_anthropic_one_hour_cache_writes_are_priced_at_their_own_rate(
+    cache: Cache,
+) -> None:
+    async with (
+        FakeProvider(
+            prompt_tokens=500,
+            cache_creation_tokens=1000,
+            cache_creation_1h_tokens=500,
+            completion_tokens=200,
+        ) as fp,
+        anthropic.AsyncAnthropic(base_url=fp.anthropic_base_url, api_key="sk-ant-test") as sdk,
+    ):
+        client = wrap_anthropic(sdk, cache)
+        params = static_first(
+            "anthropic",
+            instructions=POLICY,
+            context=[HANDBOOK],
+            user="Order 43",
+            model="claude-sonnet-4-20250514",
+            max_tokens=256,
+        )
+        miss = await client.messages.create(**params)
+        await client.messages.create(**params)
+    assert miss.usage.cache_creation.ephemeral_1h_input_tokens == 500  # type: ignore[union-attr]
+    # claude-sonnet-4, USD per 1M tokens: input 3.00, 5-minute write 3.75, 1-hour write 6.00,
+    # output 15.00. Of the 1000 tokens written, 500 for 5 minutes and 500 for an hour:
+    #   500 * 3.00 = 1500;  500 * 3.75 = 1875;  500 * 6.00 = 3000;  200 * 15.00 = 3000
+    #   (1500 + 1875 + 3000 + 3000) / 1e6 = 0.009375  (all at the 5-minute rate: 0.00915)
+    assert cache.stats().usd_saved == pytest.approx(0.009375, rel=1e-12)

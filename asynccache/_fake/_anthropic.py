@@ -99,8 +99,9 @@ def usage(reply: Reply) -> dict[str, Any]:
         "cache_creation_input_tokens": reply.cache_creation_tokens,
         "cache_read_input_tokens": reply.cached_tokens,
         "cache_creation": {
-            "ephemeral_5m_input_tokens": reply.cache_creation_tokens,
-            "ephemeral_1h_input_tokens": 0,
+            "ephemeral_5m_input_tokens": reply.cache_creation_tokens
+            - reply.cache_creation_1h_tokens,
+            "ephemeral_1h_input_tokens": reply.cache_creation_1h_tokens,
         },
         "server_tool_use": None,
         "service_tier": "standard",

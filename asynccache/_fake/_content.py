@@ -58,6 +58,7 @@ class Knobs(Protocol):
     completion_tokens: int | None
     cached_tokens: int
     cache_creation_tokens: int
+    cache_creation_1h_tokens: int
     reasoning_tokens: int
     honour_max_tokens: bool
 
@@ -97,6 +98,7 @@ class Reply:
     completion_tokens: int
     cached_tokens: int
     cache_creation_tokens: int
+    cache_creation_1h_tokens: int
     reasoning_tokens: int
 
 
@@ -160,6 +162,7 @@ def plan_reply(prompt: Prompt, body: Mapping[str, Any], knobs: Knobs) -> Reply:
         ),
         cached_tokens=knobs.cached_tokens,
         cache_creation_tokens=knobs.cache_creation_tokens,
+        cache_creation_1h_tokens=min(knobs.cache_creation_1h_tokens, knobs.cache_creation_tokens),
         reasoning_tokens=knobs.reasoning_tokens,
     )
 
