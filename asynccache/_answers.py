@@ -143,10 +143,16 @@ _READERS: dict[tuple[str, str], Callable[[dict[str, Any]], AnswerFacts]] = {
 }
 
 _OPAQUE = AnswerFacts()
+#: An answer of a known shape with fields of the wrong type (``"usage": "n/a"``): returned to
+#: the caller as the provider sent it, never stored (we cannot tell whether it is complete).
+MALFORMED = AnswerFacts(finish_reasons=("malformed",))
 
 
 def inspect_answer(provider: str, endpoint: str, value: Any) -> AnswerFacts:
     reader = _READERS.get((provider, endpoint))
     if reader is None or not isinstance(value, dict):
         return _OPAQUE
-    return reader(value)
+    try:
+        return reader(value)
+    except (AttributeError, TypeError, KeyError, ValueError):
+        return MALFORMED

@@ -95,6 +95,8 @@ class CachePolicy:
                 return Decision(False, "answer truncated (finish_reason=length)")
             if reason == "content_filter" and not self.cache_filtered:
                 return Decision(False, "answer filtered (finish_reason=content_filter)")
+            if reason == "malformed":
+                return Decision(False, "answer not understood (a field has the wrong type)")
             if reason in ("failed", "incomplete", "cancelled", "in_progress", "queued"):
                 return Decision(False, f"answer not complete (status={reason})")
         if facts.empty:

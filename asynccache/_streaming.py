@@ -24,7 +24,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -35,7 +35,7 @@ from ._models import CacheOptions, CacheRequest, CacheStatus, Entry, Pacing
 from ._recording import Event, StreamShape
 from ._retry import RetryPolicy
 from ._singleflight import FollowerTimeout
-from ._tee import Tee
+from ._tee import Cursor, Tee
 
 if TYPE_CHECKING:
     from ._cache import Cache
@@ -55,7 +55,7 @@ class StreamAnswer:
     """
 
     status: CacheStatus
-    events: AsyncIterator[Event] | None
+    events: Cursor | None
     value: Any = None
 
 
@@ -100,14 +100,17 @@ async def get_or_stream(
             st.coalesced += 1
             st.saved(landed.facts.model, landed.facts.usage, opts.category)
             status = CacheStatus("coalesced", None, key)
-            return StreamAnswer(status, _events(shape.split(landed.value), None, "immediate"))
+            return StreamAnswer(status, Tee.complete(shape.split(landed.value)).cursor())
         await cache._flights.wait(tee.opened, follower=True)
     except FollowerTimeout:
         logger.warning("asynccache follower timeout on %s; streaming from upstream directly", key)
         return await fly.lead(register=False)
     st.coalesced += 1
-    tee.credits.append(opts.category)  # credited with the savings when the stream finishes
-    return StreamAnswer(CacheStatus("coalesced", None, key), tee.read())
+    if tee.facts is not None:  # the stream has finished already
+        st.saved(tee.facts.model, tee.facts.usage, opts.category)
+    else:  # credited when it finishes (its usage comes last)
+        tee.credits.append(opts.category)
+    return StreamAnswer(CacheStatus("coalesced", None, key), tee.cursor())
 
 
 async def _bypass(
@@ -119,27 +122,13 @@ async def _bypass(
     return StreamAnswer(CacheStatus("bypass", reason=reason), None, value)
 
 
-def replay(entry: Entry, shape: StreamShape, pacing: Pacing) -> AsyncIterator[Event]:
+def replay(entry: Entry, shape: StreamShape, pacing: Pacing) -> Cursor:
     """A stored answer as a stream: its recording, or the whole answer split into events."""
     if entry.stream is not None:
-        return _events(entry.stream.events, entry.stream.offsets, pacing)
-    return _events(shape.split(entry.value), None, pacing)
-
-
-async def _events(
-    events: Sequence[Event], offsets: Sequence[float] | None, pacing: Pacing
-) -> AsyncIterator[Event]:
-    if pacing != "original" or not offsets:
-        for event in events:
-            yield event
-        return
-    loop = asyncio.get_running_loop()
-    start = loop.time()
-    for event, at in zip(events, offsets, strict=True):
-        delay = start + at - loop.time()
-        if delay > 0:
-            await asyncio.sleep(delay)
-        yield event
+        tee = Tee.complete(entry.stream.events, entry.stream.offsets)
+    else:
+        tee = Tee.complete(shape.split(entry.value))
+    return tee.cursor(paced=pacing == "original")
 
 
 @dataclass(slots=True)
@@ -158,11 +147,12 @@ class _Fly:
     async def lead(self, *, register: bool) -> StreamAnswer:
         cache, key = self.cache, self.key
         tee = Tee()
-        coro = self.flight(tee, recheck=register)
+        # A refresh never reads the store, and neither does a follower that gave up waiting.
+        coro = self.flight(tee, recheck=register and self.opts.mode != "refresh")
         if register:
             fut = cache._flights.start(key, coro)
             cache._tees[key] = tee
-            fut.add_done_callback(lambda _: cache._tees.pop(key, None))
+            fut.add_done_callback(lambda _: self._unregister(tee))
         else:
             cache._flights.spawn(coro)
         source = await cache._flights.wait(tee.opened, follower=False)
@@ -171,9 +161,9 @@ class _Fly:
             st.hits_l2 += 1
             st.saved(source.model, source.usage, self.opts.category)
             age = max(0.0, cache._clock() - source.created_at)
-            return StreamAnswer(CacheStatus("hit", "l2", key, age=age), tee.read())
+            return StreamAnswer(CacheStatus("hit", "l2", key, age=age), tee.cursor())
         st.missed(self.opts.category)
-        return StreamAnswer(CacheStatus("miss", None, key), tee.read())
+        return StreamAnswer(CacheStatus("miss", None, key), tee.cursor())
 
     async def flight(self, tee: Tee, *, recheck: bool) -> Landed:
         cache = self.cache
@@ -195,7 +185,12 @@ class _Fly:
             self._release(tee)
             tee.close(exc)
             raise
-        landed, write = self._finish(tee)
+        try:
+            landed, write = self._finish(tee)
+        except Exception as exc:  # a bug here must not fail (or hang) a stream that finished
+            logger.warning("asynccache could not store the stream for %s: %r", self.key, exc)
+            self._release(tee)
+            landed, write = Landed(None, None, AnswerFacts(), None, complete=False), None
         tee.close()  # readers finish now; the store write happens behind them
         if write is not None:
             await cache._layers.write([(self.key, write)])
@@ -228,17 +223,22 @@ class _Fly:
         write, facts = cache._make_entry(
             self.digest, self.request, self.opts, value, tee.recording()
         )
+        tee.facts = facts
         for category in tee.credits:  # followers made no upstream call: what they saved
             cache._stats.saved(facts.model, facts.usage, category)
+        tee.credits.clear()
         if write is None:
             self._release(tee)
         return Landed(value, write.entry if write else None, facts, None), write
 
+    def _unregister(self, tee: Tee) -> None:
+        """The flight is over: forget its tee, unless a newer flight registered its own."""
+        if self.cache._tees.get(self.key) is tee:
+            del self.cache._tees[self.key]
+
     def _release(self, tee: Tee) -> None:
         """Let the next request for this key start its own flight right away."""
-        cache = self.cache
         task = asyncio.current_task()
         if task is not None:
-            cache._flights.forget(self.key, task)
-        if cache._tees.get(self.key) is tee:
-            del cache._tees[self.key]
+            self.cache._flights.forget(self.key, task)
+        self._unregister(tee)

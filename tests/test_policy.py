@@ -151,3 +151,10 @@ def test_saved_cost_matches_a_hand_computed_figure() -> None:
         (2_000 * 0.15 + 8_000 * 0.075 + 1_000 * 0.60) / 1e6
     )
     assert price_of("some-future-model", DEFAULT_PRICES) is None
+
+
+def test_a_malformed_answer_is_returned_but_never_stored() -> None:
+    answer = {"choices": [{"finish_reason": "stop", "message": {"content": "x"}}], "usage": "n/a"}
+    facts = inspect_answer("openai", "chat.completions", answer)
+    decision = CachePolicy().check_answer(facts, 100)
+    assert not decision.ok and "wrong type" in (decision.reason or "")

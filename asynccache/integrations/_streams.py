@@ -13,29 +13,44 @@ iteration, ``async with``, ``close()``, errors and the SDKs' stream helpers (Ant
 
 from __future__ import annotations
 
+import contextlib
 import functools
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
+import anyio
 import httpx2
 from pydantic import TypeAdapter
 
 from .._models import CacheStatus
 from .._recording import Event
+from .._tee import Cursor
 from ._common import tag
 from ._sse import Decoder, encode
 
+#: After the terminal event, how long the rest of the body may take to arrive (the openai SDK's
+#: own figure): read to keep the connection reusable, never to hold the stream open.
+DRAIN_SECONDS = 0.1
+
 
 async def read_events(
-    response: httpx2.Response, wrap_error: Callable[[Exception], Exception] | None = None
+    response: httpx2.Response,
+    terminal: Callable[[Event], bool],
+    wrap_error: Callable[[Exception], Exception] | None = None,
 ) -> AsyncIterator[Event]:
-    """The provider's SSE body as events; the response is closed however iteration ends.
-    ``wrap_error`` turns a transport error into the SDK's own (as the SDK's stream would)."""
+    """The provider's SSE body as events, up to and including the ``terminal`` one (what the
+    SDKs read); the response is closed however iteration ends. A transport error after the
+    terminal event is not an error (the SDKs ignore it too). ``wrap_error`` turns a transport
+    error into the SDK's own, as the SDK's stream would."""
     decoder = Decoder()
+    chunks = response.aiter_bytes()
     try:
-        async for chunk in response.aiter_bytes():
+        async for chunk in chunks:
             for event in decoder.feed(chunk):
                 yield event
+                if terminal(event):
+                    await _drain(chunks)
+                    return
     except httpx2.TransportError as exc:
         if wrap_error is None:
             raise
@@ -44,20 +59,32 @@ async def read_events(
         await response.aclose()
 
 
-class _EventBody(httpx2.AsyncByteStream):
-    """A response body made of events; closing it closes the caller's cursor, nothing shared."""
+async def _drain(chunks: AsyncIterator[bytes]) -> None:
+    with anyio.move_on_after(DRAIN_SECONDS), contextlib.suppress(httpx2.TransportError):
+        async for _ in chunks:
+            pass
 
-    def __init__(self, events: AsyncIterator[Event]) -> None:
+
+class _EventBody(httpx2.AsyncByteStream):
+    """A response body made of events; closing it closes the caller's cursor, nothing shared.
+
+    ``events`` may wrap ``cursor`` in generators (the chat usage filter). Closing closes the
+    cursor, which works from any task; the generators are closed only when no task is running
+    them (a read pending in another task ends by itself once its cursor is closed)."""
+
+    def __init__(self, events: AsyncIterator[Event], cursor: Cursor) -> None:
         self._events = events
+        self._cursor = cursor
 
     async def __aiter__(self) -> AsyncIterator[bytes]:
         async for event in self._events:
             yield encode(event)
 
     async def aclose(self) -> None:
-        aclose = getattr(self._events, "aclose", None)
-        if aclose is not None:
-            await aclose()
+        await self._cursor.aclose()
+        events: Any = self._events
+        if events is not self._cursor and not getattr(events, "ag_running", True):
+            await events.aclose()
 
 
 class _Parsing:
@@ -93,17 +120,19 @@ def sdk_stream(
     cast_to: Any,
     client: Any,
     url: str,
-    events: AsyncIterator[Event],
     status: CacheStatus,
+    cursor: Cursor,
+    events: AsyncIterator[Event] | None = None,
 ) -> Any:
-    """The SDK's stream object reading ``events``, tagged with where they come from."""
+    """The SDK's stream object reading ``cursor`` (or ``events``, made from it), tagged with
+    where they come from."""
     response = httpx2.Response(
         200,
         headers=[
             ("content-type", "text/event-stream; charset=utf-8"),
             ("x-asynccache", status.outcome),
         ],
-        stream=_EventBody(events),
+        stream=_EventBody(events if events is not None else cursor, cursor),
         request=httpx2.Request("POST", url),
     )
     return tag(stream_cls(cast_to=cast_to, response=response, client=_Parsing(client)), status)

@@ -89,7 +89,7 @@ class _Messages(Passthrough):
 
         async def opener() -> AsyncIterator[Event]:
             raw = await self._upstream.with_raw_response.create(**params)
-            return read_events(raw.http_response)
+            return read_events(raw.http_response, _terminal)
 
         async def bypass() -> Any:
             return await self._upstream.create(**params)
@@ -101,8 +101,13 @@ class _Messages(Passthrough):
             return tag(answer.value, answer.status)
         url = url_of(self._client, "/v1/messages")
         return sdk_stream(
-            AsyncStream, RawMessageStreamEvent, self._client, url, answer.events, answer.status
+            AsyncStream, RawMessageStreamEvent, self._client, url, answer.status, answer.events
         )
+
+
+def _terminal(event: Event) -> bool:
+    """``message_stop`` ends a message; an ``error`` event ends the stream (the SDK raises)."""
+    return event[0] in ("message_stop", "error")
 
 
 class _MessageStreamManager:

@@ -94,6 +94,11 @@ class _Endpoint(Passthrough):
         """The events this caller's request would have received from the provider."""
         return events
 
+    @staticmethod
+    def _terminal(event: Event) -> bool:
+        """The event after which the SDK reads no more."""
+        raise NotImplementedError
+
     async def create(self, *, cache_options: CacheOptions | None = None, **kwargs: Any) -> Any:
         params = clean_params(kwargs)
         request = CacheRequest(
@@ -126,7 +131,9 @@ class _Endpoint(Passthrough):
         async def opener() -> AsyncIterator[Event]:
             raw = await resource.with_raw_response.create(**sent)
             response = raw.http_response
-            return read_events(response, lambda exc: _sdk_error(exc, response.request))
+            return read_events(
+                response, self._terminal, lambda exc: _sdk_error(exc, response.request)
+            )
 
         async def bypass() -> Any:
             return await resource.create(**params)
@@ -139,8 +146,9 @@ class _Endpoint(Passthrough):
             self._chunk_type(),
             self._upstream,
             url_of(self._upstream, self.path),
-            self._present(answer.events, params),
             answer.status,
+            answer.events,
+            self._present(answer.events, params),
         )
 
 
@@ -201,6 +209,10 @@ class _Completions(_Endpoint):
 
         return ChatCompletionChunk
 
+    @staticmethod
+    def _terminal(event: Event) -> bool:
+        return bool(event[1] == "[DONE]")
+
     def _sent_for_stream(self, params: dict[str, Any]) -> dict[str, Any]:
         options = params.get("stream_options") or {}
         return {**params, "stream_options": {**options, "include_usage": True}}
@@ -227,6 +239,16 @@ class _Responses(_Endpoint):
         from openai.types.responses import ResponseStreamEvent
 
         return ResponseStreamEvent
+
+    @staticmethod
+    def _terminal(event: Event) -> bool:
+        data = event[1]
+        return type(data) is dict and data.get("type") in _RESPONSES_TERMINAL
+
+
+_RESPONSES_TERMINAL = frozenset(
+    {"response.completed", "response.incomplete", "response.failed", "error"}
+)
 
 
 class _Embeddings(Passthrough):
