@@ -426,7 +426,7 @@ async def test_modes_and_bypass_for_streams(
 async def test_original_pacing_replays_the_gaps(
     fp: FakeProvider, oai: openai.AsyncOpenAI, cache: Cache
 ) -> None:
-    fp.stream_chunk_delay = 0.02
+    fp.stream_chunk_delay = 0.01
     client = wrap_openai(oai, cache)
     t0 = time.perf_counter()
     miss = await chunks_of(await client.chat.completions.create(**CHAT, stream=True))
@@ -437,7 +437,7 @@ async def test_original_pacing_replays_the_gaps(
         await client.chat.completions.create(**CHAT, stream=True, cache_options=paced)
     )
     replayed = time.perf_counter() - t0
-    gaps = 0.02 * (len(miss) - 1)  # at least what the provider waited between events
+    gaps = 0.01 * (len(miss) - 1)  # at least what the provider waited between events
     assert dumps(hit) == dumps(miss) and recorded >= gaps * 0.9 and replayed >= gaps * 0.9
 
 
