@@ -71,7 +71,3 @@ class Recording:
             events.append((name, data))
             offsets.append(float(at))
         return cls(tuple(events), tuple(offsets))
-
-
-def recording_of(events: Sequence[Event], offsets: Sequence[float]) -> Recording:
-    return Recording(tuple(events), tuple(offsets))

@@ -24,7 +24,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -123,12 +123,17 @@ async def _bypass(
 
 
 def replay(entry: Entry, shape: StreamShape, pacing: Pacing) -> Cursor:
-    """A stored answer as a stream: its recording, or the whole answer split into events."""
+    """A stored answer as a stream, to read from the first event."""
+    return Tee.complete(*_stored_events(entry, shape)).cursor(paced=pacing == "original")
+
+
+def _stored_events(
+    entry: Entry, shape: StreamShape
+) -> tuple[Sequence[Event], Sequence[float] | None]:
+    """Its recording (events and their times), or the whole answer split into events."""
     if entry.stream is not None:
-        tee = Tee.complete(entry.stream.events, entry.stream.offsets)
-    else:
-        tee = Tee.complete(shape.split(entry.value))
-    return tee.cursor(paced=pacing == "original")
+        return entry.stream.events, entry.stream.offsets
+    return shape.split(entry.value), None
 
 
 @dataclass(slots=True)
@@ -197,10 +202,7 @@ class _Fly:
         return landed
 
     def _from_store(self, tee: Tee, entry: Entry) -> Landed:
-        if entry.stream is not None:
-            tee.extend(list(entry.stream.events), list(entry.stream.offsets))
-        else:
-            tee.extend(self.shape.split(entry.value))
+        tee.extend(*_stored_events(entry, self.shape))
         tee.open(entry)
         tee.close()
         return Landed(entry.value, entry, AnswerFacts(model=entry.model, usage=entry.usage), "l2")

@@ -53,10 +53,6 @@ class Tee:
         tee.close()
         return tee
 
-    @property
-    def done(self) -> bool:
-        return self._done
-
     def open(self, source: Entry | None = None) -> None:
         if not self.opened.done():
             self.opened.set_result(source)

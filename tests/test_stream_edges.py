@@ -29,18 +29,8 @@ from asynccache import (
 )
 from asynccache.testing import FakeProvider, RedisServer
 from tests.support import FAST_RETRY
+from tests.support.streams import CHAT, CLAUDE, chat_text, chunks_of, dumps
 
-MSGS = [
-    {"role": "system", "content": "You are a support bot."},
-    {"role": "user", "content": "How do I reset my password?"},
-]
-CHAT: dict[str, Any] = {"model": "gpt-4o-mini", "messages": MSGS, "temperature": 0}
-CLAUDE: dict[str, Any] = {
-    "model": "claude-sonnet-4-6",
-    "max_tokens": 256,
-    "system": "You are a support bot.",
-    "messages": [{"role": "user", "content": "Where is my order?"}],
-}
 WEATHER = {
     "type": "function",
     "function": {
@@ -61,19 +51,6 @@ def watch_loop() -> list[dict[str, Any]]:
     seen: list[dict[str, Any]] = []
     asyncio.get_running_loop().set_exception_handler(lambda _loop, ctx: seen.append(ctx))
     return seen
-
-
-async def chunks_of(stream: Any) -> list[Any]:
-    async with stream:
-        return [chunk async for chunk in stream]
-
-
-def dumps(chunks: list[Any]) -> list[dict[str, Any]]:
-    return [c.model_dump() for c in chunks]
-
-
-def chat_text(chunks: list[Any]) -> str:
-    return "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
 
 
 _MINTED = frozenset({"id", "created", "created_at", "completed_at", "call_id", "item_id"})

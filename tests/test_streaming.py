@@ -27,12 +27,8 @@ from asynccache import (
     wrap_openai,
 )
 from asynccache.testing import FakeProvider
+from tests.support.streams import CHAT, CLAUDE, chat_text, chunks_of, dumps
 
-MSGS = [
-    {"role": "system", "content": "You are a support bot."},
-    {"role": "user", "content": "How do I reset my password?"},
-]
-CHAT: dict[str, Any] = {"model": "gpt-4o-mini", "messages": MSGS, "temperature": 0}
 WEATHER = {
     "type": "function",
     "function": {
@@ -45,25 +41,6 @@ WEATHER = {
         },
     },
 }
-CLAUDE: dict[str, Any] = {
-    "model": "claude-sonnet-4-6",
-    "max_tokens": 256,
-    "system": "You are a support bot.",
-    "messages": [{"role": "user", "content": "Where is my order?"}],
-}
-
-
-async def chunks_of(stream: Any) -> list[Any]:
-    async with stream:
-        return [chunk async for chunk in stream]
-
-
-def chat_text(chunks: list[ChatCompletionChunk]) -> str:
-    return "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
-
-
-def dumps(chunks: list[Any]) -> list[dict[str, Any]]:
-    return [c.model_dump() for c in chunks]
 
 
 # --- miss, then hit ----------------------------------------------------------------------------

@@ -14,17 +14,16 @@ values with their input; neither side is mutated.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Sequence
 from typing import Any
 
 import orjson
 
 from .._recording import Event, StreamShape
+from ._chat_stream import pieces
 
 __all__ = ["SHAPE", "assemble", "split"]
 
-_PIECES = re.compile(r"\s*\S+\s*|\s+")
 #: Blocks whose ``input`` streams as ``input_json_delta`` (the SDK's ``TRACKS_TOOL_INPUT``);
 #: any other block that starts with an ``input`` object is treated the same way.
 _TOOL_BLOCKS = frozenset({"tool_use", "server_tool_use"})
@@ -58,10 +57,6 @@ _DELTA_USAGE = (
 
 class _Malformed(Exception):
     """An event we cannot be sure about: the message is not known to be complete."""
-
-
-def _pieces(text: str) -> list[str]:
-    return _PIECES.findall(text)
 
 
 def _str(value: Any) -> str:
@@ -188,17 +183,17 @@ def _block_events(index: int, block: Any) -> list[Event]:
         if citations:
             start["citations"] = None
             deltas += [{"type": "citations_delta", "citation": c} for c in citations]
-        deltas += [{"type": "text_delta", "text": p} for p in _pieces(block.get("text") or "")]
+        deltas += [{"type": "text_delta", "text": p} for p in pieces(block.get("text") or "")]
     elif kind == "thinking":
         start = {**block, "thinking": "", "signature": ""}
         text = block.get("thinking") or ""
-        deltas += [{"type": "thinking_delta", "thinking": p} for p in _pieces(text)]
+        deltas += [{"type": "thinking_delta", "thinking": p} for p in pieces(text)]
         deltas.append({"type": "signature_delta", "signature": block.get("signature", "")})
     elif kind in _TOOL_BLOCKS or (isinstance(block, dict) and isinstance(block.get("input"), dict)):
         start = {**block, "input": {}}
         arguments = orjson.dumps(block["input"]).decode() if block["input"] else ""
         # A tool without arguments still gets one (empty) delta, as the API sends it.
-        parts = _pieces(arguments) or [""]
+        parts = pieces(arguments) or [""]
         deltas += [{"type": "input_json_delta", "partial_json": p} for p in parts]
     events: list[Event] = [
         (
