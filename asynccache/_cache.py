@@ -36,6 +36,8 @@ from ._models import (
     CacheStatus,
     Entry,
     Layer,
+    response_of,
+    status_of,
 )
 from ._policy import CachePolicy
 from ._recording import Recording, StreamShape
@@ -217,44 +219,42 @@ class Cache:
         cache's retry policy for this call's upstream attempts."""
         if self._closed:
             raise CacheClosedError("this Cache was closed with aclose(); create a new one")
-        retry = retry if retry is not None else self.retry
         st = self._stats
         st.requests += 1
         opts = request.options or self._scoped.get()
         mode = opts.mode
         if mode == "skip":
-            return await self._bypass(sender, "mode=skip", retry)
+            return await self._bypass(sender, "mode=skip", retry or self.retry)
         decision = self.policy.check_request(request)
         if not decision.ok:
             if mode == "only":
                 raise CacheMissError(
                     f"mode='only' but the request is not cacheable: {decision.reason}"
                 )
-            return await self._bypass(sender, decision.reason, retry)
+            return await self._bypass(sender, decision.reason, retry or self.retry)
         now = self._clock()
         if now >= self._layers.generation_due:
             await self._layers.refresh_generation()
-        key, digest = self._key(request)
+        digest = _keys.digest(request)
+        key = self._layers.key(request.tenant, digest)
         if mode != "refresh":
             l1 = self._l1
-            entry = l1.get(key) if l1 is not None else None
+            entry = l1.get_at(key, now) if l1 is not None else None
             if entry is not None:
                 st.hits_l1 += 1
                 st.saved(entry.model, entry.usage, opts.category)
-                age = max(0.0, now - entry.created_at)  # now was read before any await
-                return CachedResponse(entry.value, CacheStatus("hit", "l1", key, age=age), entry)
+                age = now - entry.created_at  # now was read before any await
+                return response_of(entry.value, status_of("hit", "l1", key, max(age, 0.0)), entry)
             if self.backend is not None:
                 entry = await self._layers.read(key, digest, request.tenant)
                 if entry is not None:
                     st.hits_l2 += 1
                     st.saved(entry.model, entry.usage, opts.category)
                     age = self._clock() - entry.created_at
-                    return CachedResponse(
-                        entry.value, CacheStatus("hit", "l2", key, age=age), entry
-                    )
+                    return response_of(entry.value, status_of("hit", "l2", key, age), entry)
             if mode == "only":
                 raise CacheMissError(f"mode='only' and no cached answer for key {key}")
-        return await self._miss(key, digest, request, opts, sender, retry)
+        return await self._miss(key, digest, request, opts, sender, retry or self.retry)
 
     async def _lookup(
         self, key: str, digest: str, tenant: str | None, opts: CacheOptions

@@ -102,14 +102,18 @@ class CacheRequest:
     options: CacheOptions | None = None
 
     def __post_init__(self) -> None:
-        if self.tenant is not None and not isinstance(self.tenant, str):
-            raise ConfigurationError(
-                f"tenant={self.tenant!r} must be a string or None (e.g. the tenant's id as str)"
-            )
-        if self.options is not None and not isinstance(self.options, CacheOptions):
-            raise ConfigurationError(
-                f"cache_options={self.options!r} must be a CacheOptions, e.g. CacheOptions(ttl=60)"
-            )
+        _check_request(self.tenant, self.options)
+
+
+def _check_request(tenant: object, options: object) -> None:
+    if tenant is not None and not isinstance(tenant, str):
+        raise ConfigurationError(
+            f"tenant={tenant!r} must be a string or None (e.g. the tenant's id as str)"
+        )
+    if options is not None and not isinstance(options, CacheOptions):
+        raise ConfigurationError(
+            f"cache_options={options!r} must be a CacheOptions, e.g. CacheOptions(ttl=60)"
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -176,3 +180,68 @@ class CachedResponse:
     value: Any
     status: CacheStatus
     entry: Entry | None = field(default=None, repr=False)
+
+
+# Hot-path constructors --------------------------------------------------------------------------
+#
+# A frozen dataclass's ``__init__`` sets each field through ``object.__setattr__`` (so that its
+# own ``__setattr__`` can refuse assignment): 0.8 us for a CacheStatus, 0.4 us for a
+# CachedResponse — more than the L1 lookup they report. Every hit builds both, so the engine
+# fills the slots directly instead. The objects are the same frozen dataclasses (equal, hashable,
+# immutable from outside); these functions are only for values the engine already validated.
+
+_new = object.__new__
+_set_outcome, _set_layer, _set_key, _set_similarity, _set_age, _set_reason = (
+    CacheStatus.__dict__[name].__set__
+    for name in ("outcome", "layer", "key", "similarity", "age", "reason")
+)
+_set_provider, _set_endpoint, _set_body, _set_tenant, _set_options = (
+    CacheRequest.__dict__[name].__set__
+    for name in ("provider", "endpoint", "body", "tenant", "options")
+)
+_set_value, _set_status, _set_entry = (
+    CachedResponse.__dict__[name].__set__ for name in ("value", "status", "entry")
+)
+
+
+def status_of(
+    outcome: Outcome, layer: Layer | None, key: str | None, age: float | None = None
+) -> CacheStatus:
+    """``CacheStatus(outcome, layer, key, age=age)``, at half the cost."""
+    status = _new(CacheStatus)
+    _set_outcome(status, outcome)
+    _set_layer(status, layer)
+    _set_key(status, key)
+    _set_similarity(status, None)
+    _set_age(status, age)
+    _set_reason(status, None)
+    return status
+
+
+def response_of(value: Any, status: CacheStatus, entry: Entry | None) -> CachedResponse:
+    """``CachedResponse(value, status, entry)``, at half the cost."""
+    response = _new(CachedResponse)
+    _set_value(response, value)
+    _set_status(response, status)
+    _set_entry(response, entry)
+    return response
+
+
+def request_of(
+    provider: str,
+    endpoint: str,
+    body: Mapping[str, Any],
+    tenant: str | None,
+    options: CacheOptions | None,
+) -> CacheRequest:
+    """``CacheRequest(provider, endpoint, body, tenant, options)``, checked the same way, at
+    half the cost: the SDK wrappers build one on every call."""
+    if tenant is not None or options is not None:
+        _check_request(tenant, options)
+    request = _new(CacheRequest)
+    _set_provider(request, provider)
+    _set_endpoint(request, endpoint)
+    _set_body(request, body)
+    _set_tenant(request, tenant)
+    _set_options(request, options)
+    return request

@@ -32,6 +32,9 @@ STATEFUL_FIELDS: tuple[str, ...] = (
     "container",
 )
 
+_STATEFUL = frozenset(STATEFUL_FIELDS)
+_NUMBERS = (int, float)
+
 
 @dataclass(frozen=True, slots=True)
 class Decision:
@@ -73,7 +76,8 @@ class CachePolicy:
     def check_request(self, request: CacheRequest) -> Decision:
         """May this request be served from / stored in the cache at all?"""
         body = request.body
-        if not self.cache_stateful:
+        # isdisjoint first: one C-level pass on every hit, the loop only when a field is there.
+        if not self.cache_stateful and not body.keys().isdisjoint(_STATEFUL):
             for name in STATEFUL_FIELDS:
                 if body.get(name) not in (None, False):
                     return Decision(False, f"stateful request ({name} is set)")
@@ -81,7 +85,9 @@ class CachePolicy:
         if temperature is None:
             if self.require_zero_temperature and request.provider != "memoize":
                 return Decision(False, "temperature unset and policy requires temperature=0")
-        elif not self.cache_sampled and _positive(temperature):
+        elif not self.cache_sampled and (
+            temperature > 0 if type(temperature) in _NUMBERS else _positive(temperature)
+        ):
             return Decision(False, f"sampling requested (temperature={temperature})")
         n = body.get("n")
         if not self.cache_sampled and n is not None and _more_than_one(n):

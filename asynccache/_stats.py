@@ -133,12 +133,18 @@ class CacheStats:
         return self.input_tokens_saved + self.output_tokens_saved
 
 
+#: (usage, model, USD one hit saves, 1 if the model has no price but tokens were used)
+_Priced = tuple[Usage, str | None, float, int]
+_MAX_PRICED = 4096
+
+
 class StatsRecorder:
     """The engine's mutable counters. Not thread-safe by design: one event loop owns a Cache."""
 
     def __init__(self, prices: Mapping[str, Price] = DEFAULT_PRICES) -> None:
         self.prices = prices
         self._price_cache: dict[str | None, Price | None] = {}  # model -> price, resolved once
+        self._priced: dict[int, _Priced] = {}  # id(usage) -> what one more hit of it saves
         self.reset()
 
     def reset(self) -> None:
@@ -153,20 +159,40 @@ class StatsRecorder:
         self.cat_misses: dict[str, int] = {}
 
     def saved(self, model: str | None, usage: Usage, category: str | None) -> None:
-        """Account one call that did not go upstream."""
+        """Account one call that did not go upstream.
+
+        Every hit comes here, and most hits repeat an answer already priced: the price of each
+        stored answer's usage is remembered by the identity of its (immutable) ``Usage``, so a
+        repeat costs one dict lookup instead of a price search and ``cost_of``."""
+        known = self._priced.get(id(usage))
+        if known is None or known[0] is not usage or known[1] != model:
+            known = self._price_usage(model, usage)
         self.input_tokens_saved += usage.input_tokens
         self.output_tokens_saved += usage.output_tokens
+        self.usd_saved += known[2]
+        self.unpriced_hits += known[3]
+        if category is not None:
+            self.cat_hits[category] = self.cat_hits.get(category, 0) + 1
+
+    def _price_usage(self, model: str | None, usage: Usage) -> _Priced:
         try:
             price = self._price_cache[model]
         except KeyError:
             price = self._price_cache[model] = price_of(model, self.prices)
         if price is None:
-            if usage.input_tokens or usage.output_tokens:
-                self.unpriced_hits += 1
+            known: _Priced = (
+                usage,
+                model,
+                0.0,
+                int(bool(usage.input_tokens or usage.output_tokens)),
+            )
         else:
-            self.usd_saved += cost_of(usage, price)
-        if category is not None:
-            self.cat_hits[category] = self.cat_hits.get(category, 0) + 1
+            known = (usage, model, cost_of(usage, price), 0)
+        if len(self._priced) >= _MAX_PRICED:  # bounded, whatever the traffic
+            self._priced.clear()
+        # Keyed by id() and holding the Usage itself, so the id cannot be reused while remembered.
+        self._priced[id(usage)] = known
+        return known
 
     def missed(self, category: str | None) -> None:
         self.misses += 1

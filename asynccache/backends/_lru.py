@@ -82,10 +82,14 @@ class LRU(Generic[V]):
 
     def get(self, key: str) -> V | None:
         """The value for ``key`` (and mark it most recently used), or ``None``."""
+        return self.get_at(key, self._clock())
+
+    def get_at(self, key: str, now: float) -> V | None:
+        """:meth:`get` for a caller that has just read the clock (the engine's hit path)."""
         entry = self._data.get(key)
         if entry is None:
             return None
-        if entry[2] <= self._clock():
+        if entry[2] <= now:
             del self._data[key]
             self._nbytes -= entry[1]
             return None
