@@ -71,31 +71,37 @@ VOLATILE_FIELDS: frozenset[str] = frozenset(
 
 _SORT = orjson.OPT_SORT_KEYS | orjson.OPT_NON_STR_KEYS
 _CONTENT_FIELDS = frozenset({"messages", "system", "input", "tools"})
+_RULED_FIELDS = VOLATILE_FIELDS | _CONTENT_FIELDS | {"logit_bias"}
 
 
 def canonical_body(body: Mapping[str, Any], endpoint: str = "") -> dict[str, Any]:
     """The request body with the key rules applied (a new dict; ``body`` is not changed).
 
     ``endpoint`` scopes the Responses API ``input`` rule: embeddings also have an ``input``,
-    and a string there is not a user message."""
+    and a string there is not a user message.
+
+    This runs on every hit, so the common field (a number, a string) costs one set lookup and
+    one type check; only the few fields a rule can rewrite take the slower branches."""
     out: dict[str, Any] = {}
     for name, value in body.items():
-        if name in VOLATILE_FIELDS:
-            continue
-        if type(value) is float and value.is_integer():
+        if name in _RULED_FIELDS:
+            if name in VOLATILE_FIELDS:
+                continue
+            if name == "logit_bias":
+                if isinstance(value, Mapping):
+                    value = {k: _int_if_integral(v) for k, v in value.items()}
+            elif type(value) is list:
+                if name == "messages":
+                    if _needs_rewrite(value):
+                        value = [_message(item) for item in value]
+                elif name == "system":
+                    value = _content(value)
+                elif name == "tools":
+                    value = [_strip_cache_control(item) for item in value]
+                elif endpoint == "responses":
+                    value = _responses_input(value)
+        elif type(value) is float and value.is_integer():
             value = int(value)
-        elif name == "logit_bias" and isinstance(value, Mapping):
-            value = {k: _int_if_integral(v) for k, v in value.items()}
-        elif name in _CONTENT_FIELDS and type(value) is list:
-            if name == "messages":
-                if _needs_rewrite(value):
-                    value = [_message(item) for item in value]
-            elif name == "system":
-                value = _content(value)
-            elif name == "tools":
-                value = [_strip_cache_control(item) for item in value]
-            elif endpoint == "responses":
-                value = _responses_input(value)
         out[name] = value
     return out
 
@@ -103,7 +109,11 @@ def canonical_body(body: Mapping[str, Any], endpoint: str = "") -> dict[str, Any
 def _needs_rewrite(items: list[Any]) -> bool:
     """Most messages are plain ``{"role", "content": str}``: leave such lists as they are."""
     for item in items:
-        if type(item) is dict and ("cache_control" in item or type(item.get("content")) is list):
+        if (
+            type(item) is not dict
+            or type(item.get("content")) is not str
+            or "cache_control" in item
+        ):
             return True
     return False
 
@@ -321,36 +331,69 @@ def _plain(value: Any) -> Any:
 def canonical_bytes(request: CacheRequest) -> bytes:
     """Canonical serialisation of the request body (provider and endpoint go into the seed)."""
     try:
-        return orjson.dumps(
-            canonical_body(request.body, request.endpoint), default=_plain, option=_SORT
-        )
+        return orjson.dumps(canonical_body(request.body, request.endpoint), _plain, _SORT)
     except TypeError as exc:
-        path = find_unserialisable(request.body)
-        raise KeyBuildError(
-            f"request parameter {path or '<body>'} is not JSON-serialisable ({exc}); "
-            "pass plain str/int/float/bool/None/list/dict values"
-        ) from exc
+        raise _unserialisable(request, exc) from exc
 
 
+def _unserialisable(request: CacheRequest, exc: TypeError) -> KeyBuildError:
+    path = find_unserialisable(request.body)
+    return KeyBuildError(
+        f"request parameter {path or '<body>'} is not JSON-serialisable ({exc}); "
+        "pass plain str/int/float/bool/None/list/dict values"
+    )
+
+
+#: A hash seed per (provider, endpoint): the same body sent to two endpoints never shares a
+#: digest, without concatenating or wrapping the body on every call.
 _seeds: dict[tuple[str, str], int] = {}
 
 
 def _seed(provider: str, endpoint: str) -> int:
-    """A hash seed per (provider, endpoint): the same body sent to two endpoints never
-    shares a digest, without concatenating or wrapping the body on every call."""
-    seed = _seeds.get((provider, endpoint))
-    if seed is None:
-        seed = _seeds[(provider, endpoint)] = xxhash.xxh3_64_intdigest(
-            f"{provider}\0{endpoint}".encode()
-        )
+    seed = _seeds[(provider, endpoint)] = xxhash.xxh3_64_intdigest(
+        f"{provider}\0{endpoint}".encode()
+    )
     return seed
 
 
+#: Digests of bodies seen recently, by the xxh3 of their plain serialisation (two generations
+#: of at most this many each: bounded memory, about 1.5 MB when full, and no big free at once).
+_MEMO_SIZE = 8192
+_recent: dict[int, str] = {}
+_older: dict[int, str] = {}
+
+
 def digest(request: CacheRequest) -> str:
-    """The full 128-bit xxh3 digest (32 hex chars) of the canonical request."""
-    return xxhash.xxh3_128_hexdigest(
-        canonical_bytes(request), _seed(request.provider, request.endpoint)
-    )
+    """The full 128-bit xxh3 digest (32 hex chars) of the canonical request.
+
+    A hit is a request seen before, so the digest of each body is remembered by the hash of
+    its *plain* serialisation (sorted orjson of the body as given). That costs the one
+    serialisation a key needs anyway and skips applying the key rules again (half the cost of
+    a key, on every hit). It is exact: equal plain bytes mean an equal JSON request, which is
+    what the provider sees, and the rules are a function of that request, so the remembered
+    digest is the one the rules would give. A body orjson cannot take as given (a mapping
+    type it does not know) just takes the full path."""
+    global _recent, _older
+    seed = _seeds.get((request.provider, request.endpoint))
+    if seed is None:
+        seed = _seed(request.provider, request.endpoint)
+    try:
+        plain = xxhash.xxh3_128_intdigest(orjson.dumps(request.body, _plain, _SORT), seed)
+    except TypeError:
+        return _digest(request, seed)
+    found = _recent.get(plain)
+    if found is None:
+        found = _older.get(plain)
+        if found is None:
+            found = _digest(request, seed)
+        if len(_recent) >= _MEMO_SIZE:
+            _older, _recent = _recent, {}
+        _recent[plain] = found
+    return found
+
+
+def _digest(request: CacheRequest, seed: int) -> str:
+    return xxhash.xxh3_128_hexdigest(canonical_bytes(request), seed)
 
 
 def tenant_hash(tenant: str | None) -> str:
