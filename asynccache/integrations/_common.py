@@ -23,19 +23,30 @@ _STATUS_ATTR = "_asynccache_status"
 TRANSPORT_ARGS = frozenset({"extra_headers", "timeout"})
 
 
+#: Types a parameter value has on nearly every call: none of them is an SDK sentinel, so the
+#: name check below is skipped for them (every call of a wrapped client cleans its params).
+_PLAIN_TYPES = frozenset({str, int, float, bool, list, dict, tuple, type(None)})
+_SENTINEL_NAMES = frozenset({"NotGiven", "Omit"})
+
+
 def clean_params(params: Mapping[str, Any]) -> dict[str, Any]:
     """Drop the SDKs' "not given" sentinels (``NOT_GIVEN``, ``omit``): they mean "unset"."""
-    return {k: v for k, v in params.items() if not _is_sentinel(v)}
+    return {
+        k: v
+        for k, v in params.items()
+        if type(v) in _PLAIN_TYPES or type(v).__name__ not in _SENTINEL_NAMES
+    }
 
 
-def _is_sentinel(value: Any) -> bool:
-    return type(value).__name__ in ("NotGiven", "Omit")
-
-
-def request_body(params: Mapping[str, Any]) -> dict[str, Any]:
+def request_body(params: dict[str, Any]) -> dict[str, Any]:
     """The JSON-like body that identifies the request: params minus transport arguments.
     SDK objects inside it (a ``ChatCompletionMessage`` appended to ``messages``) are turned
-    into JSON by the key builder, at any depth."""
+    into JSON by the key builder, at any depth.
+
+    Without transport arguments (the usual call) this is ``params`` itself, not a copy: the
+    wrappers never change either after building the request."""
+    if params.keys().isdisjoint(TRANSPORT_ARGS):
+        return params
     return {k: v for k, v in params.items() if k not in TRANSPORT_ARGS}
 
 
@@ -66,7 +77,9 @@ def build(model: Any, value: Any) -> Any:
     its schema (a new enum value, say), and a cache must never reject what the SDK accepts.
     """
     try:
-        return model.model_validate(value)  # builds new objects: callers never share state
+        # The validator itself, not ``model_validate``: the same validation without the
+        # classmethod's own checks, on every hit. It builds new objects: callers never share state.
+        return model.__pydantic_validator__.validate_python(value)
     except ValueError:  # pydantic.ValidationError is a ValueError
         return model.construct(**copy.deepcopy(value))  # construct keeps references
 

@@ -19,13 +19,14 @@ caller who did not ask for it, as the provider would have.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import AsyncIterator, Mapping
 from typing import TYPE_CHECKING, Any
 
 import httpx2
 
 from .._cache import Cache
-from .._models import CacheOptions, CacheRequest, CacheStatus
+from .._models import CacheOptions, CacheRequest, CacheStatus, request_of
 from .._recording import Event, StreamShape
 from . import _chat_stream, _responses_stream
 from ._common import Passthrough, build, cache_status, clean_params, loads, request_body, tag
@@ -101,7 +102,7 @@ class _Endpoint(Passthrough):
 
     async def create(self, *, cache_options: CacheOptions | None = None, **kwargs: Any) -> Any:
         params = clean_params(kwargs)
-        request = CacheRequest(
+        request = request_of(
             "openai", self.endpoint, request_body(params), self._tenant, cache_options
         )
         resource = self._resource(self._upstream)
@@ -200,9 +201,7 @@ class _Completions(_Endpoint):
         return client.chat.completions
 
     def _build(self, value: Any) -> Any:
-        from openai.types.chat import ChatCompletion
-
-        return build(ChatCompletion, value)
+        return build(_chat_completion(), value)
 
     def _chunk_type(self) -> Any:
         from openai.types.chat import ChatCompletionChunk
@@ -231,9 +230,7 @@ class _Responses(_Endpoint):
         return client.responses
 
     def _build(self, value: Any) -> Any:
-        from openai.types.responses import Response
-
-        return build(Response, value)
+        return build(_response(), value)
 
     def _chunk_type(self) -> Any:
         from openai.types.responses import ResponseStreamEvent
@@ -317,3 +314,21 @@ def _apportion(total: int, weights: list[int]) -> list[int]:
     for i in range(total - sum(shares)):
         shares[i % len(shares)] += 1
     return shares
+
+
+# The SDK types a hit is rebuilt into, imported on first use (``import asynccache`` must not
+# pay for importing openai) and then kept: an import statement costs 0.3 us on every hit.
+
+
+@functools.cache
+def _chat_completion() -> Any:
+    from openai.types.chat import ChatCompletion
+
+    return ChatCompletion
+
+
+@functools.cache
+def _response() -> Any:
+    from openai.types.responses import Response
+
+    return Response
