@@ -307,7 +307,7 @@ class Cache:
                 return CachedResponse(landed.value, CacheStatus("miss", None, key), landed.entry)
             st.coalesced += 1
             st.saved(landed.facts.model, landed.facts.usage, opts.category)
-            return CachedResponse(landed.value, CacheStatus("coalesced", None, key), landed.entry)
+            return response_of(landed.value, status_of("coalesced", None, key), landed.entry)
         if flight is not None:  # refresh while a flight runs: fetch anew, do not replace it
             landed = await self._fly(key, digest, request, opts, sender, retry, recheck=False)
         else:

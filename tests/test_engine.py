@@ -366,6 +366,57 @@ async def test_follower_waits_a_bounded_time_then_goes_upstream_itself() -> None
         assert (await leader).status.outcome == "miss" and slow.calls == 1
 
 
+async def test_each_follower_gets_its_own_follower_timeout() -> None:
+    """One timer serves a flight's followers, re-armed for each: a follower that joined later
+    is not timed out with the first one."""
+    async with Cache.from_url("memory://", follower_timeout=0.2) as cache:
+        slow = Upstream(delay=1.0)
+        leader = asyncio.create_task(cache.get_or_fetch(chat(), slow.sender("slow")))
+        await asyncio.sleep(0.01)
+        early = asyncio.create_task(cache.get_or_fetch(chat(), Upstream().sender("early")))
+        await asyncio.sleep(0.1)
+        late = asyncio.create_task(cache.get_or_fetch(chat(), Upstream().sender("late")))
+        assert (await early).status.outcome == "miss"  # gave up waiting, went upstream
+        assert not late.done()  # still within its own 0.2 s
+        assert (await late).value["choices"][0]["message"]["content"] == "late"
+        leader.cancel()
+
+
+class TaskCounter:
+    """Counts the tasks created on the running loop (a task factory: public asyncio API)."""
+
+    def __init__(self) -> None:
+        self.created = 0
+
+    def __enter__(self) -> TaskCounter:
+        loop = asyncio.get_running_loop()
+
+        def factory(loop: asyncio.AbstractEventLoop, coro: Any, **kwargs: Any) -> Any:
+            self.created += 1
+            return asyncio.Task(coro, loop=loop, **kwargs)
+
+        loop.set_task_factory(factory)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        asyncio.get_running_loop().set_task_factory(None)
+
+
+async def test_hits_and_followers_create_no_tasks(cache: Cache) -> None:
+    """The hot path creates no task (nor any shield or wait_for, which would create one):
+    a hit is a lookup, a follower a future of its own; only the flight is a task."""
+    up = Upstream(delay=0.05)
+    callers = [asyncio.create_task(cache.get_or_fetch(chat(), up.sender())) for _ in range(500)]
+    with TaskCounter() as counter:
+        results = await asyncio.gather(*callers)
+    # The flight, plus (Redis) at most one task per batch of L2 lookups: never one per caller.
+    assert up.calls == 1 and counter.created < len(callers) // 10
+    assert [r.status.outcome for r in results].count("coalesced") == 499
+    with TaskCounter() as counter:
+        hits = [await cache.get_or_fetch(chat(), up.sender()) for _ in range(100)]
+    assert counter.created == 0 and {h.status.outcome for h in hits} == {"hit"}
+
+
 async def test_a_locked_sqlite_file_fails_open(tmp_path: Any) -> None:
     import sqlite3
 
