@@ -357,8 +357,8 @@ def _seed(provider: str, endpoint: str) -> int:
 
 
 #: Digests of bodies seen recently, by the xxh3 of their plain serialisation (two generations
-#: of at most this many each: bounded memory, about 1.5 MB when full, and no big free at once).
-_MEMO_SIZE = 8192
+#: of at most this many each: bounded memory, at most 1.3 MB, and no big free at once).
+_MEMO_SIZE = 4096
 _recent: dict[int, str] = {}
 _older: dict[int, str] = {}
 

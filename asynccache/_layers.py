@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from . import _codec, _keys
 from ._breaker import CircuitBreaker
 from ._exceptions import BackendError
+from ._footprint import footprint
 from ._models import Entry
 from ._stats import StatsRecorder
 from .backends._base import Backend, Item
@@ -122,7 +123,7 @@ class Layers:
             if entry.ttl is not None and now - entry.created_at >= entry.ttl:
                 continue  # expired by our clock even if the store has not dropped it yet
             out[i] = entry
-            self.l1_put(keys[i], entry, len(raw))
+            self.l1_put(keys[i], entry)
         if bad:
             self._stats.integrity_errors += len(bad)
             logger.warning(
@@ -156,12 +157,13 @@ class Layers:
                 stored = True
         # L1 even when L2 failed: serving this process from memory is still right (fail open).
         for key, w in writes:
-            self.l1_put(key, w.entry, len(w.raw))
+            self.l1_put(key, w.entry)
         if stored or self.l1 is not None:
             self._stats.stores += len(writes)
 
-    def l1_put(self, key: str, entry: Entry, size: int) -> None:
-        """Keep L1 no longer than the entry has left to live (and at most ``l1_ttl``)."""
+    def l1_put(self, key: str, entry: Entry) -> None:
+        """Keep L1 no longer than the entry has left to live (and at most ``l1_ttl``), charged
+        for the memory it really holds (``_footprint``), so ``l1_max_bytes`` bounds memory."""
         if self.l1 is None:
             return
         ttl = entry.ttl
@@ -171,7 +173,7 @@ class Layers:
                 return
         if self._l1_ttl is not None:
             ttl = self._l1_ttl if ttl is None else min(ttl, self._l1_ttl)
-        self.l1.set(key, entry, size, ttl)
+        self.l1.set(key, entry, footprint(key, entry), ttl)
 
     async def delete(self, keys: list[str]) -> int:
         n = sum(self.l1.delete(k) for k in keys) if self.l1 is not None else 0

@@ -1,0 +1,67 @@
+"""L1's byte bound is a bound on memory: entries are charged what they hold as Python objects
+(``_footprint``), checked here against tracemalloc rather than trusted."""
+
+from __future__ import annotations
+
+import gc
+import tracemalloc
+from typing import Any
+
+import orjson
+import pytest
+
+from asynccache import Cache, CacheRequest
+
+
+def answer(i: int, content_len: int) -> Any:
+    """A ChatCompletion as the SDK wrapper stores it (decoded by orjson, as from the wire)."""
+    content = (f"answer {i} " + "lorem ipsum dolor sit amet " * 400)[:content_len]
+    return orjson.loads(
+        orjson.dumps(
+            {
+                "id": f"chatcmpl-{i}",
+                "object": "chat.completion",
+                "created": 1_700_000_000 + i,
+                "model": "gpt-4o-mini",
+                "choices": [
+                    {
+                        "index": 0,
+                        "message": {"role": "assistant", "content": content, "refusal": None},
+                        "logprobs": None,
+                        "finish_reason": "stop",
+                    }
+                ],
+                "usage": {"prompt_tokens": 20, "completion_tokens": 400, "total_tokens": 420},
+            }
+        )
+    )
+
+
+@pytest.mark.parametrize("content_len", [50, 2_000, 8_000])
+async def test_a_full_l1_holds_its_byte_bound_within_ten_percent(content_len: int) -> None:
+    bound = 2 << 20
+    requests = [
+        CacheRequest("openai", "chat.completions", {"model": "m", "messages": [str(i)]})
+        for i in range(3 * bound // max(content_len, 1_000))  # more than fits
+    ]
+    async with Cache.from_url("memory://", l1_max_entries=10**9, l1_max_bytes=bound) as cache:
+        gc.collect()
+        tracemalloc.start()
+        try:
+            for i, request in enumerate(requests):
+                value = answer(i, content_len)
+
+                async def send(value: Any = value) -> Any:
+                    return value
+
+                await cache.get_or_fetch(request, send)
+            del value, send
+            gc.collect()
+            full = tracemalloc.get_traced_memory()[0]
+            await cache.clear()  # drops every L1 entry, nothing else
+            gc.collect()
+            held = full - tracemalloc.get_traced_memory()[0]
+        finally:
+            tracemalloc.stop()
+    assert cache.stats().stores == len(requests)
+    assert 0.9 * bound <= held <= 1.1 * bound, f"L1 held {held:,} B for a {bound:,} B bound"
