@@ -1,0 +1,115 @@
+"""The speed goals of issue 4, judged on the stock-asyncio column.
+
+Why stock asyncio: uvloop is optional (``pip install 'asynccache[uvloop]'``), so a goal must hold
+without it; the uvloop column is shown for information. A goal whose figure (or peer) is missing
+prints N/A rather than passing or failing on nothing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from _context import Sizes
+from _report import GoalLine, Kind, Results, fmt
+
+CASHEWS_MEM = "cashews mem://"
+AIOCACHE_MEM = "aiocache SimpleMemoryCache"
+RAW_GET = "redis-py GET (precomputed key, no decode)"
+AIOCACHE_REDIS = "aiocache RedisCache"
+CASHEWS_REDIS = "cashews redis://"
+TICKER_ALONE = "the ticker alone, nothing stored"
+
+
+def _at_most(
+    results: Results, mid: str, limit: float, goal: str, kind: Kind = "ns", versus: str = ""
+) -> GoalLine:
+    value = results.ours(mid)
+    if value is None:
+        return GoalLine(None, goal, "not measured")
+    return GoalLine(value <= limit, goal, fmt(kind, value), versus)
+
+
+def _at_least(results: Results, mid: str, limit: float, goal: str, kind: Kind) -> GoalLine:
+    value = results.ours(mid)
+    if value is None:
+        return GoalLine(None, goal, "not measured")
+    return GoalLine(value >= limit, goal, fmt(kind, value))
+
+
+def _times(
+    results: Results, mid: str, peer: str, factor: float, goal: str, *, faster: bool
+) -> GoalLine:
+    """``faster``: asynccache is at least ``factor`` times better than ``peer``
+    (time: peer ÷ ours; rate: ours ÷ peer). Otherwise: ours ÷ peer at most ``factor``."""
+    metric = results.get(mid)
+    ours, theirs = results.ours(mid), results.peer(mid, peer)
+    if metric is None or ours is None or not theirs:
+        return GoalLine(None, goal, "not measured", f"{peer}: not measured")
+    if faster:
+        ratio = theirs / ours if metric.kind == "ns" else ours / theirs
+        ok = ratio >= factor
+    else:
+        ratio = ours / theirs
+        ok = ratio <= factor
+    return GoalLine(
+        ok, goal, fmt(metric.kind, ours), f"{ratio:.2f}x vs {peer} {fmt(metric.kind, theirs)}"
+    )
+
+
+def _versus(results: Results, mid: str, peer: str) -> str:
+    metric = results.get(mid)
+    ours, theirs = results.ours(mid), results.peer(mid, peer)
+    if metric is None or not ours or not theirs:
+        return ""
+    ratio = theirs / ours if metric.kind in ("ns", "count") else ours / theirs
+    return f"{ratio:.2f}x better than {peer}"
+
+
+def goals(r: Results, sizes: Sizes) -> list[GoalLine]:
+    c, stampede, entries = sizes.concurrency, sizes.stampede, sizes.stall_entries
+    floor = fmt("ns", r.peer("stall", TICKER_ALONE))
+    zero: Callable[[str, str], GoalLine] = lambda mid, goal: _at_most(r, mid, 0, goal, "per")  # noqa: E731
+    lines = [
+        _at_most(r, "key", 500, "1  key build <= 0.5 µs", versus=_versus(r, "key", "json.dumps(sort_keys=True) + sha256")),
+        _at_most(r, "l1.p50", 1_500, "2  L1 hit p50 <= 1.5 µs", versus=_versus(r, "l1.p50", AIOCACHE_MEM)),
+        _times(r, "l1.p50", CASHEWS_MEM, 8, "2  L1 hit p50 >= 8x faster than cashews mem://", faster=True),
+        _times(r, "l1.p50", AIOCACHE_MEM, 7, "2  L1 hit p50 >= 7x faster than aiocache", faster=True),
+        _at_least(r, "l1.rate", 700_000, f"2  L1 >= 700,000 hits/s at {c} concurrent", "rate"),
+        _at_most(r, "sdk", 10_000, "3  wrap_openai L1 hit p50 <= 10 µs", versus=_versus(r, "sdk", "direct SDK call, FakeProvider with 0 latency")),
+        _times(r, "l2.p50", RAW_GET, 1.1, "4  L2 hit p50 (1 caller) <= 1.1x raw redis-py GET", faster=False),
+        _at_least(r, "l2.rate", 200_000, f"4  L2 >= 200,000 hits/s at {c} concurrent", "rate"),
+        _times(r, "l2.rate", AIOCACHE_REDIS, 8, f"4  L2 hits/s >= 8x aiocache Redis ({c} conc.)", faster=True),
+        _times(r, "l2.rate", CASHEWS_REDIS, 12, f"4  L2 hits/s >= 12x cashews Redis ({c} conc.)", faster=True),
+        _at_most(r, "l2.p50c", 500_000, f"4  L2 hit p50 at {c} concurrent <= 0.5 ms"),
+        _at_most(r, "l2.cpu", 5_000, "4  client CPU per L2 hit <= 5 µs"),
+        _at_most(r, "st.calls", 1, f"6  {stampede:,} identical misses -> 1 upstream call", "count"),
+        _at_most(r, "st.over", 2_000, "6  follower overhead per waiter <= 2 µs"),
+        zero("c.l1.tasks", "7  0 tasks per L1 hit"),
+        GoalLine(
+            None if r.ours("c.l1.shield") is None else (r.ours("c.l1.shield") or 0) + (r.ours("c.l1.wait_for") or 0) == 0,
+            "7  0 shield / wait_for per L1 hit",
+            f"{(r.ours('c.l1.shield') or 0):.3f} / {(r.ours('c.l1.wait_for') or 0):.3f}",
+        ),
+        _at_most(r, "c.l2.batch", 1, "7  L2 hits: <= 1 task per Redis batch", "per", f"{fmt('per', r.ours('c.l2.tasks'))} tasks per hit"),
+        GoalLine(
+            None if r.ours("c.l2.shield") is None else (r.ours("c.l2.shield") or 0) + (r.ours("c.l2.wait_for") or 0) == 0,
+            "7  0 shield / wait_for per L2 hit",
+            f"{(r.ours('c.l2.shield') or 0):.3f} / {(r.ours('c.l2.wait_for') or 0):.3f}",
+        ),
+        GoalLine(
+            None if r.ours("c.f.shield") is None else (r.ours("c.f.shield") or 0) + (r.ours("c.f.wait_for") or 0) <= 0,
+            "7  0 shield / wait_for per coalesced follower",
+            f"{(r.ours('c.f.shield') or 0):.3f} / {(r.ours('c.f.wait_for') or 0):.3f}",
+        ),
+        _at_most(r, "stall", 2_000_000, f"9  max loop stall, idle with {entries:,} entries <= 2 ms", versus=f"ticker alone: {floor}; {_versus(r, 'stall', CASHEWS_MEM)}"),
+    ]  # fmt: skip
+    bound = r.ours("mem.bound")
+    lines.append(
+        GoalLine(
+            None if bound is None else abs(bound - 1) <= 0.10,
+            "10 L1 memory held within ±10% of l1_max_bytes",
+            "not measured" if bound is None else f"{bound:.2f}x the bound",
+            fmt("bytes", r.ours("mem.held")) + " held" if bound is not None else "",
+        )
+    )
+    return lines

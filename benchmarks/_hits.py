@@ -1,0 +1,190 @@
+"""Workloads 1-4: what a hit costs. Key build, L1 hit, a hit through ``wrap_openai``, L2 hit.
+
+Why hits first: a cache for LLM calls earns its keep on hits, so what matters is what a hit
+costs on top of the store it comes from. Each figure sits next to a peer doing the same job in
+the same run: the naive key function, generic async caches (aiocache, cashews, LangChain's
+InMemoryCache) for memory and Redis gets, raw redis-py GET for the floor of a Redis round trip,
+and a direct SDK call to a zero-latency FakeProvider for the floor of "no cache at all".
+"""
+
+from __future__ import annotations
+
+import statistics
+import timeit
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import openai
+import orjson
+import redis.asyncio as aioredis
+from _context import Ctx
+from _fixtures import ANSWER, body_size, chat_body, naive_key, request
+from _measure import Latency, Op, Throughput
+from _peers import PeerSpec, memory_peers, redis_peers
+
+from asynccache import Cache, CacheRequest, cache_status, wrap_openai
+from asynccache.testing import FakeProvider
+
+W1 = "1. Key build for a ~1.5 KB chat request"
+W2 = "2. L1 (in-process) hit"
+W3 = "3. `wrap_openai` L1 hit returning a real ChatCompletion"
+W4 = "4. L2 (Redis) hit: asynccache with `l1_max_entries=0`"
+
+
+async def key_build(ctx: Ctx) -> None:
+    """``Cache.key_for`` (canonical body, orjson, xxh3-128, key layout) vs the naive key.
+    Synchronous work, so it runs in the stock-asyncio pass only."""
+    if ctx.rec.uvloop:
+        return
+    body = chat_body()
+    req = request(body)
+    number = ctx.sizes.key_build_number
+
+    def per_op(fn: Callable[[], object]) -> float:
+        runs = timeit.Timer(fn).repeat(repeat=ctx.bench.repeats, number=number)
+        return statistics.median(runs) / number * 1e9
+
+    async with Cache.from_url("memory://") as cache:
+        ours = per_op(lambda: cache.key_for(req))
+    label = f"key build, {body_size(body):,} B request"
+    ctx.rec.ours("key", W1, label, "ns", ours)
+    ctx.rec.peer("key", "json.dumps(sort_keys=True) + sha256", per_op(lambda: naive_key(body)))
+
+
+async def wrap_openai_hit(ctx: Ctx) -> None:
+    """A hit through the wrapped SDK (a real ChatCompletion back) vs a direct SDK call to a
+    zero-latency FakeProvider. Also fetches the value every other workload stores: the
+    provider's ChatCompletion JSON for the benchmark request."""
+    body = chat_body()
+    async with FakeProvider(latency=0.0, answer=ANSWER) as fp:
+        client = openai.AsyncOpenAI(base_url=fp.openai_base_url, api_key="bench")
+        try:
+            raw = await client.chat.completions.with_raw_response.create(**body)
+            ctx.value = orjson.loads(raw.content)
+            async with Cache.from_url("memory://") as cache:
+                wrapped = wrap_openai(client, cache)
+                first = await wrapped.chat.completions.create(**body)
+                hit = await wrapped.chat.completions.create(**body)
+                status = cache_status(hit)
+                if status is None or status.outcome != "hit" or type(hit) is not type(first):
+                    raise RuntimeError(f"expected a ChatCompletion hit, got {status}")
+
+                async def cached() -> Any:
+                    return await wrapped.chat.completions.create(**body)
+
+                ours = await ctx.bench.latency(cached, ctx.sizes.sdk_hits)
+            ctx.rec.ours("sdk", W3, "hit p50, 1 caller", "ns", ours.p50)
+            if ctx.rec.with_peers:
+
+                async def direct() -> Any:
+                    return await client.chat.completions.create(**body)
+
+                peer = await ctx.bench.latency(direct, ctx.sizes.sdk_direct)
+                ctx.rec.peer("sdk", "direct SDK call, FakeProvider with 0 latency", peer.p50)
+        finally:
+            await client.close()
+
+
+async def _engine(
+    ctx: Ctx, cache: Cache, requests: Sequence[CacheRequest], *, io: bool
+) -> tuple[Latency, Throughput]:
+    """``get_or_fetch`` hits: key build, lookup, decode (L2), provenance. Every request is
+    stored first; a timing run that saw anything but hits is flagged under the tables."""
+    value = ctx.value
+
+    async def fetch() -> Any:
+        return value
+
+    for req in requests:
+        await cache.get_or_fetch(req, fetch)
+    cache.reset_stats()
+    ops: list[Op] = [lambda r=r: cache.get_or_fetch(r, fetch) for r in requests]  # type: ignore[misc]
+    sizes = ctx.sizes
+    lat = await ctx.bench.latency(ops[0], sizes.lat_io if io else sizes.lat_fast)
+    thr = await ctx.bench.throughput(ops, sizes.rate_io if io else sizes.rate_fast, timed=io)
+    st = cache.stats()
+    if st.misses or st.coalesced or st.bypassed or st.backend_errors:
+        ctx.rec.note(
+            f"{'L2' if io else 'L1'} hit timing{' (uvloop)' if ctx.rec.uvloop else ''} saw "
+            f"{st.misses} misses, {st.coalesced} coalesced, {st.backend_errors} backend errors "
+            f"among {st.requests:,} requests (expected hits only)."
+        )
+    return lat, thr
+
+
+async def _peer_hits(
+    ctx: Ctx, spec: PeerSpec, bodies: Sequence[dict[str, Any]], *, io: bool
+) -> tuple[Latency, Throughput] | None:
+    """A generic cache's ``get`` keyed the usual way (json.dumps(sort_keys) + sha256)."""
+    if spec.open is None:
+        return None
+    peer = await spec.open()
+    try:
+        for body in bodies:
+            await peer.set(naive_key(body), ctx.value, None)
+        if await peer.get(naive_key(bodies[0])) is None:
+            raise RuntimeError(f"{spec.name}: a stored key reads back as None")
+        ops: list[Op] = [lambda b=b: peer.get(naive_key(b)) for b in bodies]  # type: ignore[misc]
+        sizes = ctx.sizes
+        lat = await ctx.bench.latency(ops[0], sizes.lat_io if io else sizes.lat_fast)
+        thr = await ctx.bench.throughput(ops, sizes.rate_io if io else sizes.rate_fast, timed=io)
+        return lat, thr
+    finally:
+        await peer.close()
+
+
+async def l1_hits(ctx: Ctx) -> None:
+    sizes = ctx.sizes
+    bodies = [chat_body(i) for i in range(sizes.n_keys)]
+    async with Cache.from_url("memory://") as cache:
+        lat, thr = await _engine(ctx, cache, [request(b) for b in bodies], io=False)
+    rate_label = f"hits/s, {sizes.concurrency} concurrent callers"
+    ctx.rec.ours("l1.p50", W2, "hit p50, 1 caller", "ns", lat.p50)
+    ctx.rec.ours("l1.rate", W2, rate_label, "rate", thr.rate)
+    if not ctx.rec.with_peers:
+        return
+    for spec in memory_peers(size=max(1_000, sizes.n_keys)):
+        got = await _peer_hits(ctx, spec, bodies, io=False)
+        ctx.rec.peer("l1.p50", spec.name, got[0].p50 if got else None, spec.missing)
+        ctx.rec.peer("l1.rate", spec.name, got[1].rate if got else None, spec.missing)
+
+
+async def l2_hits(ctx: Ctx) -> None:
+    sizes = ctx.sizes
+    bodies = [chat_body(i) for i in range(sizes.n_keys)]
+    url = ctx.redis_url
+    async with Cache.from_url(url, namespace=f"{ctx.namespace}-l2", l1_max_entries=0) as cache:
+        lat, thr = await _engine(ctx, cache, [request(b) for b in bodies], io=True)
+    n = sizes.concurrency
+    rows: list[tuple[str, str, str, Callable[[Latency, Throughput], float | None]]] = [
+        ("l2.p50", "hit p50, 1 caller", "ns", lambda la, th: la.p50),
+        ("l2.p99", "hit p99, 1 caller", "ns", lambda la, th: la.p99),
+        ("l2.rate", f"hits/s, {n} concurrent callers", "rate", lambda la, th: th.rate),
+        ("l2.p50c", f"hit p50 inside the {n}-caller run", "ns", lambda la, th: th.p50),
+        ("l2.cpu", f"client CPU per hit, {n} callers", "ns", lambda la, th: th.cpu_per_call),
+    ]
+    for mid, label, kind, pick in rows:
+        ctx.rec.ours(mid, W4, label, kind, pick(lat, thr) or 0.0)  # type: ignore[arg-type]
+    if not ctx.rec.with_peers:
+        return
+    raw = await _raw_redis(ctx, bodies)
+    for mid, _, _, pick in rows:
+        ctx.rec.peer(mid, "redis-py GET (precomputed key, no decode)", pick(*raw))
+    for spec in redis_peers(url, ctx.redis_port):
+        got = await _peer_hits(ctx, spec, bodies, io=True)
+        for mid, _, _, pick in rows:
+            ctx.rec.peer(mid, spec.name, pick(*got) if got else None, spec.missing)
+
+
+async def _raw_redis(ctx: Ctx, bodies: Sequence[dict[str, Any]]) -> tuple[Latency, Throughput]:
+    """The floor of a Redis hit: GET with a precomputed key, bytes back, nothing decoded."""
+    keys = [f"raw:{naive_key(b)}" for b in bodies]
+    client = aioredis.Redis.from_url(ctx.redis_url)
+    try:
+        await client.mset(dict.fromkeys(keys, orjson.dumps(ctx.value)))
+        ops: list[Op] = [lambda k=k: client.get(k) for k in keys]  # type: ignore[misc]
+        lat = await ctx.bench.latency(ops[0], ctx.sizes.lat_io)
+        thr = await ctx.bench.throughput(ops, ctx.sizes.rate_io, timed=True)
+        return lat, thr
+    finally:
+        await client.aclose()

@@ -1,0 +1,346 @@
+"""Workloads 7, 9 and 10: what the cache does to the event loop and to memory.
+
+Why: speed per call is not the whole cost. A hit that creates a task, a ``wait_for`` or a
+``shield`` allocates and schedules work the caller does not see in a microbenchmark but the
+loop pays for under load; a cache that sweeps 100,000 entries on a timer stalls every other
+coroutine while it does; and a byte bound that counts encoded bytes can hold far more memory
+than it promises. These are observed from outside, through public hooks only: a counting task
+factory (``loop.set_task_factory``, delegating to the default), ``sys.setprofile`` call events
+for ``asyncio.shield`` / ``asyncio.wait_for`` (nothing in asyncio is patched), a 1 ms ticker's
+lateness, and ``tracemalloc``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import gc
+import sys
+import time
+import tracemalloc
+from collections.abc import Awaitable, Callable
+from types import FrameType, TracebackType
+from typing import Any
+
+import redis.asyncio as aioredis
+from _context import Ctx
+from _fixtures import chat_body, naive_key, request, sized_value
+from _misses import Upstream
+from _peers import Peer, PeerSpec, aiocache_memory, cashews_memory, memory_peers, redis_peers
+
+from asynccache import Cache
+
+W7 = "7. Tasks, `shield` and `wait_for` per hit / per coalesced follower"
+W9 = "9. Event-loop stall while idle with 100,000 entries"
+W10 = "10. Memory"
+
+COUNT_BASE, STALL_BASE, MEM_BASE = 4_000_000, 5_000_000, 6_000_000
+_WATCHED = {asyncio.shield.__code__: "shield", asyncio.wait_for.__code__: "wait_for"}
+
+
+class Counting:
+    """Counts tasks created on ``loop`` and calls of ``asyncio.shield`` / ``asyncio.wait_for``
+    while active. A coroutine's frame reports a 'call' event each time it resumes, so calls are
+    counted as distinct frames (held until the count is read, so no id is reused)."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.loop = loop
+        self.tasks = 0
+        self._frames: dict[str, set[FrameType]] = {"shield": set(), "wait_for": set()}
+        self._previous: Any = None
+
+    @property
+    def shield(self) -> int:
+        return len(self._frames["shield"])
+
+    @property
+    def wait_for(self) -> int:
+        return len(self._frames["wait_for"])
+
+    def _factory(self, loop: asyncio.AbstractEventLoop, coro: Any, **kwargs: Any) -> Any:
+        self.tasks += 1
+        if self._previous is not None:
+            return self._previous(loop, coro, **kwargs)
+        return asyncio.Task(coro, loop=loop, **kwargs)
+
+    def _profile(self, frame: FrameType, event: str, arg: object) -> None:
+        if event == "call":
+            name = _WATCHED.get(frame.f_code)
+            if name is not None:
+                self._frames[name].add(frame)
+
+    def __enter__(self) -> Counting:
+        self._previous = self.loop.get_task_factory()
+        self.loop.set_task_factory(self._factory)
+        sys.setprofile(self._profile)
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        sys.setprofile(None)
+        self.loop.set_task_factory(self._previous)
+
+
+async def _count(
+    call: Callable[[Any], Awaitable[Any]], args: list[Any], sample: int, workers: int
+) -> Counting:
+    """``sample`` calls of ``call(arg)`` (cycling through ``args``) split over ``workers`` tasks
+    that exist before counting starts, so the harness's own tasks are not counted."""
+    loop = asyncio.get_running_loop()
+    per = sample // workers
+    chosen = [args[i % len(args)] for i in range(per * workers)]
+
+    async def worker(chunk: list[Any]) -> None:
+        for arg in chunk:
+            await call(arg)
+
+    tasks = [loop.create_task(worker(chosen[i * per : (i + 1) * per])) for i in range(workers)]
+    with Counting(loop) as counting:
+        await asyncio.gather(*tasks)
+    return counting
+
+
+async def _mget_calls(client: aioredis.Redis) -> int:
+    stats = await client.info("commandstats")
+    return int(stats.get("cmdstat_mget", {}).get("calls", 0))
+
+
+async def counters(ctx: Ctx) -> None:
+    sizes = ctx.sizes
+    sample, conc = sizes.count_sample, sizes.concurrency
+    bodies = [chat_body(COUNT_BASE + i) for i in range(sizes.n_keys)]
+    reqs = [request(b) for b in bodies]
+    up = Upstream(ctx.value)
+    rec = ctx.rec
+
+    def record(prefix: str, what: str, c: Counting, n: float, name: str | None = None) -> None:
+        for field in ("tasks", "shield", "wait_for"):
+            mid, label = f"c.{prefix}.{field}", f"{field} per {what}"
+            value = getattr(c, field) / n
+            if name is None:
+                rec.ours(mid, W7, label, "per", value)
+            else:
+                rec.peer(mid, name, value)
+
+    # L1 hits, one caller.
+    async with Cache.from_url("memory://") as cache:
+        for r in reqs:
+            await cache.get_or_fetch(r, up)
+        hit = functools.partial(cache.get_or_fetch, sender=up)
+        record("l1", "L1 hit", await _count(hit, reqs, sample, 1), sample)
+    if rec.with_peers:
+        await _peer_counts(ctx, memory_peers(size=1_000), bodies, 1, "l1", "L1 hit", record)
+
+    # L2 hits, concurrent callers (a batch may own one task; MGETs counted by Redis itself).
+    raw = aioredis.Redis.from_url(ctx.redis_url)
+    try:
+        ns = f"{ctx.namespace}-count"
+        async with Cache.from_url(ctx.redis_url, namespace=ns, l1_max_entries=0) as cache:
+            for r in reqs:
+                await cache.get_or_fetch(r, up)
+            before = await _mget_calls(raw)
+            hit = functools.partial(cache.get_or_fetch, sender=up)
+            counted = await _count(hit, reqs, sample, conc)
+            batches = await _mget_calls(raw) - before
+        record("l2", f"L2 hit, {conc} callers", counted, sample)
+        per_batch = counted.tasks / max(batches, 1)
+        rec.ours("c.l2.batch", W7, "tasks per Redis MGET batch", "per", per_batch)
+        rec.ours("c.l2.hpb", W7, "L2 hits per Redis MGET batch", "count", sample / max(batches, 1))
+    finally:
+        await raw.aclose()
+    if rec.with_peers:
+        peers = redis_peers(ctx.redis_url, ctx.redis_port)
+        await _peer_counts(ctx, peers, bodies, conc, "l2", "L2 hit", record)
+
+    # Coalesced followers: what a lone miss (the leader's path) costs is subtracted.
+    loop = asyncio.get_running_loop()
+    async with Cache.from_url("memory://") as cache:
+        lone = loop.create_task(cache.get_or_fetch(request(chat_body(COUNT_BASE - 1)), up))
+        with Counting(loop) as leader:
+            await lone
+        slow, req = Upstream(ctx.value, 0.005), request(chat_body(COUNT_BASE - 2))
+        cache.reset_stats()
+        tasks = [loop.create_task(cache.get_or_fetch(req, slow)) for _ in range(sample)]
+        with Counting(loop) as crowd:
+            await asyncio.gather(*tasks)
+        followers = max(cache.stats().coalesced, 1)
+    for field in ("tasks", "shield", "wait_for"):
+        extra = getattr(crowd, field) - getattr(leader, field)
+        rec.ours(f"c.f.{field}", W7, f"{field} per coalesced follower", "per", extra / followers)
+
+
+def _keyed_get(peer: Peer) -> Callable[[dict[str, Any]], Awaitable[Any]]:
+    async def get(body: dict[str, Any]) -> Any:
+        return await peer.get(naive_key(body))
+
+    return get
+
+
+async def _peer_counts(
+    ctx: Ctx,
+    specs: list[PeerSpec],
+    bodies: list[dict[str, Any]],
+    workers: int,
+    prefix: str,
+    what: str,
+    record: Callable[[str, str, Counting, float, str | None], None],
+) -> None:
+    sample = ctx.sizes.count_sample
+    for spec in specs:
+        if spec.open is None:
+            continue
+        peer = await spec.open()
+        try:
+            for body in bodies:
+                await peer.set(naive_key(body), ctx.value, None)
+            counted = await _count(_keyed_get(peer), bodies, sample, workers)
+            record(prefix, what, counted, sample, spec.name)
+        finally:
+            await peer.close()
+
+
+# --- 9. stall -----------------------------------------------------------------------------------
+
+
+async def _worst_lateness(idle: float) -> float:
+    """Idle for ``idle`` seconds while a ticker sleeps 1 ms in a loop: the worst lateness (ns)."""
+    worst = 0.0
+    end = time.perf_counter() + idle
+    while (start := time.perf_counter()) < end:
+        await asyncio.sleep(0.001)
+        worst = max(worst, time.perf_counter() - start - 0.001)
+    return worst * 1e9
+
+
+def _ttls(n: int, idle: float) -> list[float]:
+    """Half live an hour; the other half, stored last, expire during the idle window."""
+    return [3600.0] * (n - n // 2) + [idle / 2] * (n // 2)
+
+
+async def stall(ctx: Ctx) -> None:
+    sizes = ctx.sizes
+    n, idle = sizes.stall_entries, sizes.stall_idle
+    ttls = _ttls(n, idle)
+    up = Upstream(ctx.value)
+    label = f"max lateness of a 1 ms ticker, {idle:.0f} s idle"
+    workload = f"{W9} (half expiring in the window)".replace("100,000", f"{n:,}")
+    async with Cache.from_url("memory://", l1_max_entries=2 * n, l1_max_bytes=1 << 31) as cache:
+        for i, ttl in enumerate(ttls):
+            await cache.get_or_fetch(request(chat_body(STALL_BASE + i), ttl=ttl), up)
+        gc.collect()
+        ctx.rec.ours("stall", workload, label, "ns", await _worst_lateness(idle))
+    if not ctx.rec.with_peers:
+        return
+    gc.collect()
+    ctx.rec.peer("stall", "the ticker alone, nothing stored", await _worst_lateness(idle))
+    for spec in (cashews_memory(size=2 * n), aiocache_memory()):
+        if spec.open is None:
+            ctx.rec.peer("stall", spec.name, None, spec.missing)
+            continue
+        peer = await spec.open()
+        try:
+            for i, ttl in enumerate(ttls):
+                await peer.set(naive_key(chat_body(STALL_BASE + i)), ctx.value, ttl)
+            gc.collect()
+            ctx.rec.peer("stall", spec.name, await _worst_lateness(idle))
+        finally:
+            await peer.close()
+
+
+# --- 10. memory ---------------------------------------------------------------------------------
+
+
+async def _growth(fill: Callable[[], Awaitable[Any]]) -> float:
+    """Bytes still allocated after ``fill`` (and a full collection), traced by tracemalloc.
+    ``fill`` returns what holds the entries, kept alive until the reading is taken, then
+    closed if it is a Cache."""
+    gc.collect()
+    tracemalloc.start()
+    try:
+        base = tracemalloc.get_traced_memory()[0]
+        holder = await fill()
+        gc.collect()
+        grown = tracemalloc.get_traced_memory()[0] - base
+    finally:
+        tracemalloc.stop()
+    if isinstance(holder, Cache):
+        await holder.aclose()
+    return float(grown)
+
+
+async def memory(ctx: Ctx) -> None:
+    """Bytes per entry for 2 KB answers in each library, and whether asynccache's L1 holds what
+    its byte bound says. Allocation-only, so it runs in the stock-asyncio pass only."""
+    if ctx.rec.uvloop:
+        return
+    sizes = ctx.sizes
+    n, nbytes = sizes.mem_entries, sizes.mem_value_bytes
+    template = ctx.value
+
+    def answer(i: int) -> dict[str, Any]:
+        return sized_value(template, nbytes, i)
+
+    mid = "mem.entry"
+    label = f"bytes per entry, {n:,} entries of {nbytes:,} B answers (value included)"
+
+    async def ours() -> Any:
+        cache = Cache.from_url("memory://", l1_max_entries=2 * n, l1_max_bytes=1 << 31)
+        for i in range(n):
+
+            async def send(i: int = i) -> Any:
+                return answer(i)
+
+            await cache.get_or_fetch(request(chat_body(MEM_BASE + i)), send)
+        return cache
+
+    per_100k, label_100k = f"{mid}.100k", "the same, per 100,000 entries"
+
+    def both(name: str | None, per_entry: float) -> None:
+        if name is None:
+            ctx.rec.ours(mid, W10, label, "bytes", per_entry)
+            ctx.rec.ours(per_100k, W10, label_100k, "bytes", per_entry * 100_000)
+        else:
+            ctx.rec.peer(mid, name, per_entry)
+            ctx.rec.peer(per_100k, name, per_entry * 100_000)
+
+    both(None, await _growth(ours) / n)
+
+    async def payload() -> Any:
+        return [answer(i) for i in range(n)]
+
+    both("the answers alone, in a list", await _growth(payload) / n)
+    for spec in memory_peers(size=2 * n):
+        if spec.open is None:
+            ctx.rec.peer(mid, spec.name, None, spec.missing)
+            ctx.rec.peer(per_100k, spec.name, None, spec.missing)
+            continue
+        peer = await spec.open()  # opened before tracing: an empty cache is not an entry
+
+        async def theirs(peer: Peer = peer) -> Any:
+            for i in range(n):
+                await peer.set(naive_key(chat_body(MEM_BASE + i)), answer(i), None)
+            return peer
+
+        both(spec.name, await _growth(theirs) / n)
+        await peer.close()
+
+    bound, inserts = sizes.bound_bytes, sizes.bound_inserts
+
+    async def bounded() -> Any:
+        cache = Cache.from_url("memory://", l1_max_entries=10**9, l1_max_bytes=bound)
+        for i in range(inserts):
+
+            async def send(i: int = i) -> Any:
+                return answer(i)
+
+            await cache.get_or_fetch(request(chat_body(MEM_BASE + n + i)), send)
+        return cache
+
+    held = await _growth(bounded)
+    text = f"L1 held ÷ `l1_max_bytes` ({bound >> 20} MiB bound, {inserts:,} answers inserted)"
+    ctx.rec.ours("mem.bound", W10, text, "x", held / bound)
+    ctx.rec.ours("mem.held", W10, "L1 memory held after those inserts", "bytes", held)
