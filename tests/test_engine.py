@@ -153,6 +153,20 @@ async def test_transient_errors_are_retried_client_errors_are_not(cache: Cache) 
     assert up.calls == 6  # bounded: 3 attempts
 
 
+def test_backoff_is_full_jitter_growing_to_a_cap_and_honours_retry_after() -> None:
+    policy = RetryPolicy(initial=1.0, maximum=4.0, max_retry_after=10.0)
+    for failures, cap in ((1, 1.0), (2, 2.0), (3, 4.0), (6, 4.0)):
+        waits = [policy.backoff(failures, None) for _ in range(300)]
+        assert all(0 <= w <= cap for w in waits) and max(waits) > cap / 2
+
+    class Limited(Exception):
+        def __init__(self, retry_after: str) -> None:
+            self.response = type("R", (), {"headers": {"retry-after": retry_after}})()
+
+    assert policy.backoff(1, Limited("3")) == 3.0
+    assert policy.backoff(2, Limited("60")) == 10.0  # capped at max_retry_after
+
+
 async def test_modes(cache: Cache) -> None:
     up = Upstream()
     with pytest.raises(CacheMissError):
