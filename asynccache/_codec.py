@@ -12,7 +12,7 @@ from typing import Any
 
 import orjson
 
-from ._models import Entry, Usage
+from ._models import Entry, Usage, entry_of, usage_of
 from ._recording import Recording
 
 ENVELOPE_VERSION = 1
@@ -48,30 +48,61 @@ def encode(entry: Entry) -> bytes:
 
 
 def decode(raw: bytes) -> Entry:
+    """The entry in ``raw``; every field is type-checked, since another process (or version,
+    or a corrupted store) wrote it. Runs on every L2 hit, so the checks are plain type tests
+    and the entry is built with the engine's fast constructors."""
     try:
         doc = orjson.loads(raw)
         if type(doc) is not dict or doc.get("v") != ENVELOPE_VERSION:
             raise CodecError("unknown envelope version")
-        u = doc["u"]
-        stream = doc.get("s")
-        entry = Entry(
-            value=doc["b"],
-            digest=doc["d"],
-            tenant=doc["t"],
-            created_at=float(doc["c"]),
-            ttl=None if doc["x"] is None else float(doc["x"]),
-            model=doc["m"],
-            usage=Usage(*(int(n) for n in u[:5])),  # the 5th was added later: optional
-            tags=tuple(doc["g"]),
-            category=doc["k"],
-            stream=None if stream is None else Recording.from_json(stream),
+        digest, tenant, created, ttl, model = doc["d"], doc["t"], doc["c"], doc["x"], doc["m"]
+        tags, category, stream = doc["g"], doc["k"], doc.get("s")
+        if type(digest) is not str or (tenant is not None and type(tenant) is not str):
+            raise CodecError("corrupt entry: digest/tenant have the wrong type")
+        if (
+            type(created) not in _NUMBERS
+            or (ttl is not None and type(ttl) not in _NUMBERS)
+            or (model is not None and type(model) is not str)
+            or (category is not None and type(category) is not str)
+            or type(tags) is not list
+            or not all(type(tag) is str for tag in tags)
+        ):
+            raise CodecError("corrupt entry: a field has the wrong type")
+        return entry_of(
+            doc["b"],
+            digest,
+            tenant,
+            float(created),
+            None if ttl is None else float(ttl),
+            model,
+            _usage(doc["u"]),
+            tuple(tags),
+            category,
+            None if stream is None else Recording.from_json(stream),
         )
     except CodecError:
         raise
     except (orjson.JSONDecodeError, KeyError, IndexError, TypeError, ValueError) as exc:
         raise CodecError(f"corrupt entry: {exc}") from exc
-    if type(entry.digest) is not str or (
-        entry.tenant is not None and type(entry.tenant) is not str
+
+
+_NUMBERS = (int, float)
+
+
+def _usage(counts: Any) -> Usage:
+    """Four counts (entries written before 1-hour cache writes were counted) or five."""
+    if type(counts) is not list:
+        raise CodecError("corrupt entry: usage must be a list of counts")
+    if len(counts) == 4:
+        (inp, out, cached, write), write_1h = counts, 0
+    else:
+        inp, out, cached, write, write_1h = counts  # ValueError for any other length
+    if (
+        type(inp) is not int
+        or type(out) is not int
+        or type(cached) is not int
+        or type(write) is not int
+        or type(write_1h) is not int
     ):
-        raise CodecError("corrupt entry: digest/tenant have the wrong type")
-    return entry
+        raise CodecError("corrupt entry: usage counts must be integers")
+    return usage_of(inp, out, cached, write, write_1h)

@@ -199,6 +199,42 @@ _set_provider, _set_endpoint, _set_body, _set_tenant, _set_options = (
     CacheRequest.__dict__[name].__set__
     for name in ("provider", "endpoint", "body", "tenant", "options")
 )
+_set_u_in, _set_u_out, _set_u_cached, _set_u_write, _set_u_write_1h = (
+    Usage.__dict__[name].__set__
+    for name in (
+        "input_tokens",
+        "output_tokens",
+        "cached_input_tokens",
+        "cache_write_tokens",
+        "cache_write_1h_tokens",
+    )
+)
+(
+    _set_e_value,
+    _set_e_digest,
+    _set_e_tenant,
+    _set_e_created,
+    _set_e_ttl,
+    _set_e_model,
+    _set_e_usage,
+    _set_e_tags,
+    _set_e_category,
+    _set_e_stream,
+) = (
+    Entry.__dict__[name].__set__
+    for name in (
+        "value",
+        "digest",
+        "tenant",
+        "created_at",
+        "ttl",
+        "model",
+        "usage",
+        "tags",
+        "category",
+        "stream",
+    )
+)
 _set_value, _set_status, _set_entry = (
     CachedResponse.__dict__[name].__set__ for name in ("value", "status", "entry")
 )
@@ -245,3 +281,43 @@ def request_of(
     _set_tenant(request, tenant)
     _set_options(request, options)
     return request
+
+
+def usage_of(
+    input_tokens: int, output_tokens: int, cached: int, write: int, write_1h: int
+) -> Usage:
+    """``Usage(...)`` for counts the caller checked are ints (an L2 read decodes one per hit)."""
+    usage = _new(Usage)
+    _set_u_in(usage, input_tokens)
+    _set_u_out(usage, output_tokens)
+    _set_u_cached(usage, cached)
+    _set_u_write(usage, write)
+    _set_u_write_1h(usage, write_1h)
+    return usage
+
+
+def entry_of(
+    value: Any,
+    digest: str,
+    tenant: str | None,
+    created_at: float,
+    ttl: float | None,
+    model: str | None,
+    usage: Usage,
+    tags: tuple[str, ...],
+    category: str | None,
+    stream: Recording | None,
+) -> Entry:
+    """``Entry(...)`` for fields the caller checked (an L2 read decodes one per hit)."""
+    entry = _new(Entry)
+    _set_e_value(entry, value)
+    _set_e_digest(entry, digest)
+    _set_e_tenant(entry, tenant)
+    _set_e_created(entry, created_at)
+    _set_e_ttl(entry, ttl)
+    _set_e_model(entry, model)
+    _set_e_usage(entry, usage)
+    _set_e_tags(entry, tags)
+    _set_e_category(entry, category)
+    _set_e_stream(entry, stream)
+    return entry

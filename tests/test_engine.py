@@ -12,6 +12,7 @@ import random
 from collections.abc import AsyncIterator
 from typing import Any
 
+import orjson
 import pytest
 
 from asynccache import (
@@ -299,6 +300,47 @@ async def test_corrupt_and_mismatched_entries_are_misses(
         r = await cache.get_or_fetch(chat(tenant="acme"), up.sender())
         assert r.status.outcome == "miss" and cache.stats().integrity_errors == 2
         assert up.calls == 2
+
+
+@pytest.mark.parametrize(
+    ("field", "bad"),
+    [
+        ("u", [1, 2, "3", 4, 5]),
+        ("u", [1, 2, 3]),
+        ("u", {"input": 1}),
+        ("c", "yesterday"),
+        ("c", True),
+        ("x", "60"),
+        ("g", ["faq", 7]),
+        ("m", 42),
+        ("k", ["news"]),
+        ("d", None),
+    ],
+)
+async def test_an_envelope_field_of_the_wrong_type_is_a_miss(field: str, bad: Any) -> None:
+    """Stored bytes come from other processes and versions: every field is checked on read."""
+    up = Upstream()
+    async with Cache(MemoryBackend(), l1_max_entries=0) as cache:
+        await cache.get_or_fetch(chat(), up.sender())
+        key = cache.key_for(chat())
+        raw = (await cache.backend.get_many([key]))[0]  # type: ignore[union-attr]
+        doc = orjson.loads(raw)  # type: ignore[arg-type]
+        assert (await cache.get_or_fetch(chat(), up.sender())).status.outcome == "hit"
+        await cache.backend.set_many([(key, orjson.dumps({**doc, field: bad}), None)])  # type: ignore[union-attr]
+        r = await cache.get_or_fetch(chat(), up.sender())
+        assert r.status.outcome == "miss" and cache.stats().integrity_errors == 1
+
+
+async def test_an_envelope_from_before_one_hour_cache_writes_still_reads() -> None:
+    up = Upstream()
+    async with Cache(MemoryBackend(), l1_max_entries=0) as cache:
+        await cache.get_or_fetch(chat(), up.sender())
+        key = cache.key_for(chat())
+        doc = orjson.loads((await cache.backend.get_many([key]))[0])  # type: ignore[union-attr,arg-type]
+        await cache.backend.set_many([(key, orjson.dumps({**doc, "u": [7, 8, 0, 0]}), None)])  # type: ignore[union-attr]
+        r = await cache.get_or_fetch(chat(), up.sender())
+        assert r.status.outcome == "hit" and r.entry is not None
+        assert (r.entry.usage.input_tokens, r.entry.usage.output_tokens) == (7, 8)
 
 
 async def test_clear_reaches_other_processes_sharing_the_store(tmp_path: Any) -> None:
