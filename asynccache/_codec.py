@@ -105,4 +105,17 @@ def _usage(counts: Any) -> Usage:
         or type(write_1h) is not int
     ):
         raise CodecError("corrupt entry: usage counts must be integers")
-    return usage_of(inp, out, cached, write, write_1h)
+    counts = (inp, out, cached, write, write_1h)
+    usage = _usages.get(counts)
+    if usage is None:
+        if len(_usages) >= _MAX_USAGES:
+            _usages.clear()
+        usage = _usages[counts] = usage_of(inp, out, cached, write, write_1h)
+    return usage
+
+
+#: Usage objects are immutable, and every L2 hit of one answer decodes the same counts: sharing
+#: one object per counts saves building it, and lets the stats recorder price it once (it
+#: remembers prices by Usage identity). Bounded; a clear costs only a re-build.
+_usages: dict[tuple[int, int, int, int, int], Usage] = {}
+_MAX_USAGES = 4096

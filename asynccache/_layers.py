@@ -88,7 +88,26 @@ class Layers:
     # -- reads ---------------------------------------------------------------------------------
 
     async def read(self, key: str, digest: str, tenant: str | None) -> Entry | None:
-        return (await self.read_many([key], [digest], [tenant]))[0]
+        """One key: :meth:`read_many` without its lists (this is every L2 hit's path)."""
+        backend = self.backend
+        if backend is None:
+            return None
+        if not self._breaker.allow():
+            self._stats.breaker_open_skips += 1
+            return None
+        try:
+            raw = (await backend.get_many((key,)))[0]
+        except Exception as exc:
+            self._failed("get", exc)
+            return None
+        self._breaker.success()
+        if raw is None:
+            return None
+        try:
+            return self._accept(key, digest, tenant, raw, self._clock())
+        except _codec.CodecError:
+            await self._drop_bad([key])
+            return None
 
     async def read_many(
         self, keys: list[str], digests: list[str], tenants: list[str | None]
@@ -110,30 +129,36 @@ class Layers:
         bad: list[str] = []
         now = self._clock()
         for i, raw in enumerate(raws):
-            if raw is None:
-                continue
-            try:
-                entry = _codec.decode(raw)
-            except _codec.CodecError:
-                bad.append(keys[i])
-                continue
-            if entry.digest != digests[i] or entry.tenant != tenants[i]:
-                bad.append(keys[i])
-                continue
-            if entry.ttl is not None and now - entry.created_at >= entry.ttl:
-                continue  # expired by our clock even if the store has not dropped it yet
-            out[i] = entry
-            self.l1_put(keys[i], entry)
+            if raw is not None:
+                try:
+                    out[i] = self._accept(keys[i], digests[i], tenants[i], raw, now)
+                except _codec.CodecError:
+                    bad.append(keys[i])
         if bad:
-            self._stats.integrity_errors += len(bad)
-            logger.warning(
-                "asynccache dropped %d corrupt or mismatched entries: %s", len(bad), bad[:3]
-            )
-            try:
-                await backend.delete_many(bad)
-            except Exception as exc:
-                self._failed("delete", exc)
+            await self._drop_bad(bad)
         return out
+
+    def _accept(
+        self, key: str, digest: str, tenant: str | None, raw: bytes, now: float
+    ) -> Entry | None:
+        """The verified, live entry in ``raw`` (now in L1 too), or None if it expired by our
+        clock before the store dropped it. CodecError if it is corrupt or was written for
+        another request or tenant."""
+        entry = _codec.decode(raw)
+        if entry.digest != digest or entry.tenant != tenant:
+            raise _codec.CodecError("entry written for another request or tenant")
+        if entry.ttl is not None and now - entry.created_at >= entry.ttl:
+            return None
+        self.l1_put(key, entry)
+        return entry
+
+    async def _drop_bad(self, bad: list[str]) -> None:
+        self._stats.integrity_errors += len(bad)
+        logger.warning("asynccache dropped %d corrupt or mismatched entries: %s", len(bad), bad[:3])
+        try:
+            await self.backend.delete_many(bad)  # type: ignore[union-attr]
+        except Exception as exc:
+            self._failed("delete", exc)
 
     # -- writes --------------------------------------------------------------------------------
 
