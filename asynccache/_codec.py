@@ -65,7 +65,7 @@ def decode(raw: bytes) -> Entry:
             or (model is not None and type(model) is not str)
             or (category is not None and type(category) is not str)
             or type(tags) is not list
-            or not all(type(tag) is str for tag in tags)
+            or (tags and not all(type(tag) is str for tag in tags))
         ):
             raise CodecError("corrupt entry: a field has the wrong type")
         return entry_of(

@@ -70,6 +70,9 @@ VOLATILE_FIELDS: frozenset[str] = frozenset(
 )
 
 _SORT = orjson.OPT_SORT_KEYS | orjson.OPT_NON_STR_KEYS
+#: For the digest memo, keys in the order given: sorting costs a fifth of the serialisation, and
+#: the same body in another key order only takes one more memo slot (its digest is the same).
+_AS_GIVEN = orjson.OPT_NON_STR_KEYS
 _CONTENT_FIELDS = frozenset({"messages", "system", "input", "tools"})
 _RULED_FIELDS = VOLATILE_FIELDS | _CONTENT_FIELDS | {"logit_bias"}
 
@@ -367,7 +370,7 @@ def digest(request: CacheRequest) -> str:
     """The full 128-bit xxh3 digest (32 hex chars) of the canonical request.
 
     A hit is a request seen before, so the digest of each body is remembered by the hash of
-    its *plain* serialisation (sorted orjson of the body as given). That costs the one
+    its *plain* serialisation (orjson of the body as given). That costs the one
     serialisation a key needs anyway and skips applying the key rules again (half the cost of
     a key, on every hit). It is exact: equal plain bytes mean an equal JSON request, which is
     what the provider sees, and the rules are a function of that request, so the remembered
@@ -378,7 +381,7 @@ def digest(request: CacheRequest) -> str:
     if seed is None:
         seed = _seed(request.provider, request.endpoint)
     try:
-        plain = xxhash.xxh3_128_intdigest(orjson.dumps(request.body, _plain, _SORT), seed)
+        plain = xxhash.xxh3_128_intdigest(orjson.dumps(request.body, _plain, _AS_GIVEN), seed)
     except TypeError:
         return _digest(request, seed)
     found = _recent.get(plain)

@@ -82,6 +82,27 @@ def test_dict_order_does_not_matter() -> None:
     assert digest(a) == digest(b)
 
 
+def test_remembered_digests_follow_the_body_not_the_object() -> None:
+    """Digests are remembered per body (``_keys.digest``'s memo): a body changed in place gets
+    its new key, and every spelling of one request gets the same key in any order of first
+    sight, because each is computed from the rules before it is remembered."""
+    body: dict[str, Any] = {"model": "m", "messages": [{"role": "user", "content": "a"}]}
+    request = CacheRequest("openai", "chat.completions", body)
+    first = digest(request)
+    body["messages"][0]["content"] = "b"
+    assert digest(request) != first
+    body["messages"][0]["content"] = "a"
+    assert digest(request) == first
+    spellings = [
+        {"temperature": 0.0, "model": "m2", "user": "u1", "messages": []},
+        {"messages": [], "model": "m2", "temperature": 0},
+        {"model": "m2", "messages": [], "temperature": 0, "stream": False},
+    ]
+    for order in (spellings, spellings[::-1]):
+        keys = {digest(CacheRequest("openai", "chat.completions", dict(b))) for b in order}
+        assert len(keys) == 1
+
+
 def test_single_text_part_equals_plain_string_and_cache_control_is_dropped() -> None:
     as_text = [{"role": "user", "content": "hello"}]
     as_part = [{"role": "user", "content": [{"type": "text", "text": "hello"}]}]
