@@ -216,7 +216,11 @@ class Cache:
     ) -> CachedResponse:
         """Answer ``request`` from the cache, or call ``sender`` (once per key across concurrent
         callers) and store what it returns if the policy allows. ``retry`` overrides the
-        cache's retry policy for this call's upstream attempts."""
+        cache's retry policy for this call's upstream attempts.
+
+        The answer's ``value`` is the stored object itself, shared with every other caller
+        and with L1 (copying it on every hit would cost more than the hit): treat it as
+        read-only. The SDK wrappers and ``memoize`` hand each caller objects of its own."""
         if self._closed:
             raise CacheClosedError("this Cache was closed with aclose(); create a new one")
         st = self._stats

@@ -175,7 +175,8 @@ class CacheStatus:
 
 @dataclass(frozen=True, slots=True)
 class CachedResponse:
-    """The engine's answer: the JSON-like value plus its provenance."""
+    """The engine's answer: the JSON-like value plus its provenance. ``value`` is shared with
+    the cache and other callers: read it, do not change it."""
 
     value: Any
     status: CacheStatus
