@@ -26,6 +26,7 @@ from asynccache import (
 )
 from asynccache._exceptions import CacheClosedError
 from asynccache.backends import MemoryBackend, RedisBackend, SQLiteBackend
+from tests.support import TaskCounter
 
 FAST_RETRY = RetryPolicy(attempts=3, initial=0.001, maximum=0.01)
 
@@ -436,26 +437,6 @@ async def test_each_follower_gets_its_own_follower_timeout() -> None:
         assert not late.done()  # still within its own 0.2 s
         assert (await late).value["choices"][0]["message"]["content"] == "late"
         leader.cancel()
-
-
-class TaskCounter:
-    """Counts the tasks created on the running loop (a task factory: public asyncio API)."""
-
-    def __init__(self) -> None:
-        self.created = 0
-
-    def __enter__(self) -> TaskCounter:
-        loop = asyncio.get_running_loop()
-
-        def factory(loop: asyncio.AbstractEventLoop, coro: Any, **kwargs: Any) -> Any:
-            self.created += 1
-            return asyncio.Task(coro, loop=loop, **kwargs)
-
-        loop.set_task_factory(factory)
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        asyncio.get_running_loop().set_task_factory(None)
 
 
 async def test_hits_and_followers_create_no_tasks(cache: Cache) -> None:

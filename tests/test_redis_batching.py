@@ -17,7 +17,7 @@ import redis.asyncio
 
 from asynccache import BackendError, BackendTimeoutError
 from asynccache.backends import RedisBackend
-from tests.support import RedisServer
+from tests.support import RedisServer, TaskCounter
 from tests.support.delay_proxy import DelayProxy
 
 # DelayProxy delay per chunk: a command stays in flight for 100 ms or more, against sleeps of 5 ms
@@ -226,6 +226,21 @@ async def test_a_cancelled_caller_in_a_batch_does_not_affect_the_others(
             assert await direct == [value(0)]
         finally:
             await backend.aclose()
+
+
+async def test_a_lone_lookup_creates_no_task(private_redis: RedisServer) -> None:
+    """Not ours, and not redis-py's: its send timeout would be an asyncio.wait_for (a task per
+    command); the backend puts one deadline of its own over the send and the read instead."""
+    backend = RedisBackend.from_url(private_redis.url)
+    try:
+        await store(backend, 3)
+        assert await backend.get_many(["k0"]) == [value(0)]  # a warm, leased connection
+        with TaskCounter() as counter:
+            for i in range(3):
+                assert await backend.get_many([f"k{i}"]) == [value(i)]
+        assert counter.created == 0
+    finally:
+        await backend.aclose()
 
 
 async def test_a_stalled_redis_fails_every_caller_of_the_batch(

@@ -52,8 +52,8 @@ from __future__ import annotations
 import asyncio
 import inspect
 import math
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import AbstractAsyncContextManager, contextmanager
 from typing import Any, Union, cast
 
 from redis.asyncio import BlockingConnectionPool, Redis, RedisCluster
@@ -75,6 +75,10 @@ _Client = Union["Redis", "RedisCluster"]
 _Waiter = asyncio.Future[list[bytes | None]]  # one parked lookup
 _CENTURY_MS = 100 * 365 * 24 * 3600 * 1000
 _TIMEOUTS = (RedisTimeoutError, asyncio.TimeoutError)
+#: ``asyncio.timeout`` (Python 3.11+); on 3.10 reads keep redis-py's own send timeout.
+_deadline: Callable[[float], AbstractAsyncContextManager[Any]] | None = getattr(
+    asyncio, "timeout", None
+)
 
 
 def _backend_error(exc: BaseException, what: str) -> BaseException:
@@ -278,11 +282,25 @@ class RedisBackend:
         fresh = conn is None
         if conn is None:
             conn = await pool.get_connection()  # type: ignore[no-untyped-call]
+        timeout = conn.socket_timeout
         try:
             if not fresh:  # what a checkout checks: connected, nothing unread, not closed
                 await pool.ensure_connection(conn)
-            await conn.send_packed_command(packed)
-            reply = await conn.read_response()
+            if _deadline is None or timeout is None:
+                await conn.send_packed_command(packed)
+                reply = await conn.read_response()
+            else:
+                # One deadline of ours over the send and the read. With a socket timeout set,
+                # redis-py wraps every send in asyncio.wait_for: a task per lookup, twice the
+                # cost of asyncio.timeout (12 vs 6 us, timeit). The connection's own timeout is
+                # back before anyone else can use it.
+                conn.socket_timeout = None
+                try:
+                    async with _deadline(timeout):
+                        await conn.send_packed_command(packed)
+                        reply = await conn.read_response()
+                finally:
+                    conn.socket_timeout = timeout
         except BaseException:
             # redis-py has closed the connection if the command may have left a reply unread;
             # the pool reconnects it before its next use. Shielded so that a second cancel
