@@ -196,9 +196,14 @@ class _Fly:
             logger.warning("asynccache could not store the stream for %s: %r", self.key, exc)
             self._release(tee)
             landed, write = Landed(None, None, AnswerFacts(), None, complete=False), None
-        tee.close()  # readers finish now; the store write happens behind them
-        if write is not None:
-            await cache._layers.write([(self.key, write)])
+        try:
+            if write is not None:
+                await cache._layers.write([(self.key, write)])
+        finally:
+            # Readers have every event already; their stream ends once the answer is stored,
+            # as a plain request returns once it is: whoever asks next finds it (a hit), and
+            # a slow store costs at most its timeout, never a failure.
+            tee.close()
         return landed
 
     def _from_store(self, tee: Tee, entry: Entry) -> Landed:
