@@ -197,7 +197,7 @@ class Cache:
 
     def key_for(self, request: CacheRequest) -> str:
         """The storage key of a request (for logs, invalidation, debugging)."""
-        return self._key(request)[0]
+        return self._layers.key(request.tenant, _keys.digest(request))
 
     def _key(self, request: CacheRequest) -> tuple[str, str]:
         digest = _keys.digest(request)

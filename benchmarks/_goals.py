@@ -101,7 +101,7 @@ def goals(r: Results, sizes: Sizes) -> list[GoalLine]:
             "7  0 shield / wait_for per coalesced follower",
             f"{(r.ours('c.f.shield') or 0):.3f} / {(r.ours('c.f.wait_for') or 0):.3f}",
         ),
-        _at_most(r, "stall", 2_000_000, f"9  max loop stall, idle with {entries:,} entries <= 2 ms", versus=f"ticker alone: {floor}; {_versus(r, 'stall', CASHEWS_MEM)}"),
+        _stall(r, entries, floor),
     ]  # fmt: skip
     bound = r.ours("mem.bound")
     lines.append(
@@ -113,3 +113,15 @@ def goals(r: Results, sizes: Sizes) -> list[GoalLine]:
         )
     )
     return lines
+
+
+def _stall(r: Results, entries: int, floor: str) -> GoalLine:
+    """The stall *from cache upkeep*: the longest stall with the cache idle, minus the longest
+    one the same ticker sees with nothing stored (the VM's own scheduling noise)."""
+    goal = f"9  loop stall from upkeep, idle with {entries:,} entries <= 2 ms"
+    ours, alone = r.ours("stall"), r.peer("stall", TICKER_ALONE)
+    if ours is None or alone is None:
+        return GoalLine(None, goal, "not measured")
+    excess = max(0.0, ours - alone)
+    versus = f"max {fmt('ns', ours)} - ticker alone {floor}; {_versus(r, 'stall', CASHEWS_MEM)}"
+    return GoalLine(excess <= 2_000_000, goal, fmt("ns", excess), versus)
