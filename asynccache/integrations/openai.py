@@ -75,6 +75,7 @@ class _Endpoint(Passthrough):
     def __init__(self, inner: Any, upstream: Any, cache: Cache, tenant: str | None) -> None:
         super().__init__(inner)
         self._upstream = upstream
+        self._sdk = self._resource(upstream)  # the SDK resource the cache calls, looked up once
         self._cache = cache
         self._tenant = tenant
 
@@ -105,7 +106,7 @@ class _Endpoint(Passthrough):
         request = request_of(
             "openai", self.endpoint, request_body(params), self._tenant, cache_options
         )
-        resource = self._resource(self._upstream)
+        resource = self._sdk
         if params.get("stream"):
             return await self._stream(request, resource, params)
 
