@@ -10,6 +10,7 @@ import asyncio
 from collections.abc import Awaitable, Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
+from . import _singleflight
 from ._answers import Landed
 from ._exceptions import CacheClosedError, CacheMissError
 from ._layers import Write
@@ -82,10 +83,13 @@ async def get_or_fetch_many(
             # Duplicates inside this batch wait on our own flight; other flights are bounded.
             landed = await cache._flights.wait(fut, follower=follower and i not in fresh_index)
         except FollowerTimeout:
-            values = await cache._upstream(lambda i=i: fetch([i]))  # type: ignore[misc]
-            st.missed(opts.category)
-            out[i] = CachedResponse(values[0], CacheStatus("miss", None, key))
-            continue
+            if _singleflight.landed(fut):  # it landed as we gave up: as if we had waited
+                landed = fut.result()
+            else:
+                values = await cache._upstream(lambda i=i: fetch([i]))  # type: ignore[misc]
+                st.missed(opts.category)
+                out[i] = CachedResponse(values[0], CacheStatus("miss", None, key))
+                continue
         if follower:
             st.coalesced += 1
             st.saved(landed.facts.model, landed.facts.usage, opts.category)

@@ -22,7 +22,7 @@ from contextlib import contextmanager
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from . import _batch, _codec, _keys, _streaming
+from . import _batch, _codec, _keys, _singleflight, _streaming
 from ._answers import AnswerFacts, Landed, inspect_answer
 from ._batch import BatchSender
 from ._breaker import CircuitBreaker
@@ -239,6 +239,7 @@ class Cache:
         now = self._clock()
         if now >= self._layers.generation_due:
             await self._layers.refresh_generation()
+            now = self._clock()  # that awaited the store: L1 expiry is judged after it
         digest = _keys.digest(request)
         key = self._layers.key(request.tenant, digest)
         if mode != "refresh":
@@ -247,7 +248,7 @@ class Cache:
             if entry is not None:
                 st.hits_l1 += 1
                 st.saved(entry.model, entry.usage, opts.category)
-                age = now - entry.created_at  # now was read before any await
+                age = now - entry.created_at
                 return response_of(entry.value, status_of("hit", "l1", key, max(age, 0.0)), entry)
             if self.backend is not None:
                 entry = await self._layers.read(key, digest, request.tenant)
@@ -303,8 +304,11 @@ class Cache:
             try:
                 landed = await self._flights.wait(flight, follower=True)
             except FollowerTimeout:
-                logger.warning("asynccache follower timeout on %s; calling upstream directly", key)
-                landed = Landed(None, None, AnswerFacts(), None, complete=False)
+                if _singleflight.landed(flight):
+                    landed = flight.result()
+                else:
+                    logger.warning("asynccache follower timeout on %s; going upstream", key)
+                    landed = Landed(None, None, AnswerFacts(), None, complete=False)
             if not landed.complete:  # gave up waiting, or a stream flight that did not finish
                 landed = await self._fly(key, digest, request, opts, sender, retry, recheck=False)
                 st.missed(opts.category)

@@ -90,13 +90,12 @@ _NUMBERS = (int, float)
 
 
 def _usage(counts: Any) -> Usage:
-    """Four counts (entries written before 1-hour cache writes were counted) or five."""
-    if type(counts) is not list:
-        raise CodecError("corrupt entry: usage must be a list of counts")
-    if len(counts) == 4:
-        (inp, out, cached, write), write_1h = counts, 0
-    else:
-        inp, out, cached, write, write_1h = counts  # ValueError for any other length
+    """The token counts: four in entries written before 1-hour cache writes were counted, five
+    now; a later writer may append more, which this reader ignores (never deletes)."""
+    if type(counts) is not list or len(counts) < 4:
+        raise CodecError("corrupt entry: usage must be a list of at least 4 counts")
+    inp, out, cached, write = counts[0], counts[1], counts[2], counts[3]
+    write_1h = counts[4] if len(counts) > 4 else 0
     if (
         type(inp) is not int
         or type(out) is not int
@@ -105,12 +104,12 @@ def _usage(counts: Any) -> Usage:
         or type(write_1h) is not int
     ):
         raise CodecError("corrupt entry: usage counts must be integers")
-    counts = (inp, out, cached, write, write_1h)
-    usage = _usages.get(counts)
+    key = (inp, out, cached, write, write_1h)
+    usage = _usages.get(key)
     if usage is None:
         if len(_usages) >= _MAX_USAGES:
             _usages.clear()
-        usage = _usages[counts] = usage_of(inp, out, cached, write, write_1h)
+        usage = _usages[key] = usage_of(inp, out, cached, write, write_1h)
     return usage
 
 

@@ -7,8 +7,9 @@ The walk runs once per entry put in L1 (after an upstream call, or on the first 
 key in this process), never on an L1 hit.
 
 What is left out, on purpose: objects every entry shares (``None``, booleans, small ints, and
-short dict keys, which orjson and CPython reuse across objects), so a thousand entries are not
-charged a thousand times for the string ``"role"``. Anything else is counted each time it is
+the short field names of records, which orjson and CPython reuse across objects), so a
+thousand entries are not charged a thousand times for the string ``"role"``. The keys of a
+large dict (a table of ids, say) are not shared, and are charged. Anything else is counted each time it is
 referenced: sharing inside one answer is rare in JSON, and counting it twice only makes L1
 hold a little less than its bound.
 """
@@ -25,8 +26,11 @@ from ._models import Entry
 #: Measured with tracemalloc on CPython 3.11 (tests/test_footprint.py keeps it honest).
 RECORD_OVERHEAD = 110
 
-#: orjson reuses dict keys up to 64 bytes long across objects (its key cache).
+#: orjson reuses dict keys up to 64 bytes long across objects (its key cache)...
 _SHARED_KEY_LEN = 64
+#: ...but only keys that repeat: field names of records. A dict with more keys than this is
+#: taken for a table (ids or names to values), whose keys are its own and are charged.
+_RECORD_KEYS = 32
 _getsizeof = sys.getsizeof
 
 
@@ -58,6 +62,11 @@ def size_of(value: Any) -> int:
             size += _getsizeof(item)
         elif kind is dict:
             size += _getsizeof(item)
+            if len(item) > _RECORD_KEYS:  # a table: its keys (ids, names) are its own
+                for k, v in item.items():
+                    size += _getsizeof(k)
+                    stack.append(v)
+                continue
             for k, v in item.items():
                 if type(k) is not str or len(k) > _SHARED_KEY_LEN:
                     size += _getsizeof(k)

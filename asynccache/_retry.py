@@ -103,7 +103,8 @@ class RetryPolicy:
         asked = retry_after(exc)
         if asked is not None:
             return min(asked, self.max_retry_after)
-        return random.uniform(0, min(self.maximum, self.initial * 2 ** (failures - 1)))
+        doubling = 2.0 ** min(failures - 1, 64)  # capped: past ~1,000 it overflows a float
+        return random.uniform(0, min(self.maximum, self.initial * doubling))
 
     async def call(
         self, fn: Callable[[], Awaitable[T]], on_retry: Callable[[BaseException], Any] | None = None

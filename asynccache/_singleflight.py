@@ -117,7 +117,7 @@ class SingleFlight(Generic[T]):
         if group is None:
             group = self._waiting[flight] = _Waiting(flight)
             flight.add_done_callback(self._release)
-        group.waiters.append(waiter)
+        group.waiters[waiter] = None
         if follower:
             group.expire_after(waiter, self.follower_timeout)
         return waiter
@@ -166,13 +166,17 @@ class SingleFlight(Generic[T]):
 
 
 class _Waiting:
-    """The callers of one flight: their futures, and the followers' deadlines in join order."""
+    """The callers of one flight: their futures, and the followers' deadlines in join order.
+
+    A follower that timed out is dropped from the group at once: its future holds the
+    FollowerTimeout it raised, and so its task's frames (a long prompt, say); a wedged flight
+    must not keep every request that gave up on it."""
 
     __slots__ = ("deadlines", "flight", "timer", "waiters")
 
     def __init__(self, flight: asyncio.Future[Any]) -> None:
         self.flight = flight
-        self.waiters: list[asyncio.Future[Any]] = []
+        self.waiters: dict[asyncio.Future[Any], None] = {}  # ordered, O(1) removal
         self.deadlines: deque[tuple[float, asyncio.Future[Any]]] = deque()
         self.timer: asyncio.TimerHandle | None = None
 
@@ -184,24 +188,43 @@ class _Waiting:
             self.timer = loop.call_at(deadline, self._expire)
 
     def _expire(self) -> None:
-        """Time out the followers whose deadline passed; re-arm for the next one."""
+        """Followers whose deadline passed time out; re-arm for the next one.
+
+        The timeout itself is one callback later: timers run before the other callbacks of
+        a loop iteration, and a flight that lands in this same iteration must still answer
+        its followers rather than send them upstream for a second paid call."""
         self.timer = None
-        if self.flight.done():  # landed in this very tick: its outcome is on the way
-            return
         loop = self.flight.get_loop()
         now = loop.time()
         deadlines = self.deadlines
+        due = []
         while deadlines and deadlines[0][0] <= now:
-            waiter = deadlines.popleft()[1]
-            if not waiter.done():
-                waiter.set_exception(FollowerTimeout())
+            due.append(deadlines.popleft()[1])
+        if due:
+            loop.call_soon(self._time_out, due)
         if deadlines:
             self.timer = loop.call_at(deadlines[0][0], self._expire)
+
+    def _time_out(self, due: list[asyncio.Future[Any]]) -> None:
+        if self.flight.done():  # landed meanwhile: its outcome reaches everyone
+            return
+        for waiter in due:
+            self.waiters.pop(waiter, None)
+            if not waiter.done():  # a caller cancelled meanwhile has its own outcome
+                waiter.set_exception(FollowerTimeout())
 
     def stop_timer(self) -> None:
         if self.timer is not None:
             self.timer.cancel()
             self.timer = None
+
+
+def landed(flight: asyncio.Future[Any]) -> bool:
+    """After a :class:`FollowerTimeout`: did the flight land anyway, as the follower was giving
+    up? Then its outcome is the follower's (no second paid call). The timeout is set one loop
+    iteration after the deadline, and the follower reads it one more iteration later: a
+    flight that lands in between is caught here."""
+    return flight.done() and not flight.cancelled()
 
 
 def _closed() -> CacheClosedError:

@@ -34,7 +34,7 @@ from ._layers import Write
 from ._models import CacheOptions, CacheRequest, CacheStatus, Entry, Pacing
 from ._recording import Event, StreamShape
 from ._retry import RetryPolicy
-from ._singleflight import FollowerTimeout
+from ._singleflight import FollowerTimeout, landed
 from ._tee import Cursor, Tee
 
 if TYPE_CHECKING:
@@ -92,25 +92,36 @@ async def get_or_stream(
     if flight is None or opts.mode == "refresh":
         return await fly.lead(register=flight is None)
     tee = cache._tees.get(key)
+    waited: asyncio.Future[Any] = flight if tee is None else tee.opened
     try:
-        if tee is None:  # a plain request's flight: share its whole answer, split
-            landed = await cache._flights.wait(flight, follower=True)
-            if not landed.complete:
-                return await fly.lead(register=False)
-            st.coalesced += 1
-            st.saved(landed.facts.model, landed.facts.usage, opts.category)
-            status = CacheStatus("coalesced", None, key)
-            return StreamAnswer(status, Tee.complete(shape.split(landed.value)).cursor())
-        await cache._flights.wait(tee.opened, follower=True)
+        outcome = await cache._flights.wait(waited, follower=True)
     except FollowerTimeout:
-        logger.warning("asynccache follower timeout on %s; streaming from upstream directly", key)
-        return await fly.lead(register=False)
+        if not landed(waited):
+            logger.warning("asynccache follower timeout on %s; streaming from upstream", key)
+            return await fly.lead(register=False)
+        outcome = waited.result()  # it landed as we gave up: as if we had waited
+    if tee is None:  # a plain request's flight: share its whole answer, split
+        answer = _coalesced(cache, key, opts, shape, outcome)
+        return answer if answer is not None else await fly.lead(register=False)
     st.coalesced += 1
     if tee.facts is not None:  # the stream has finished already
         st.saved(tee.facts.model, tee.facts.usage, opts.category)
     else:  # credited when it finishes (its usage comes last)
         tee.credits.append(opts.category)
     return StreamAnswer(CacheStatus("coalesced", None, key), tee.cursor())
+
+
+def _coalesced(
+    cache: Cache, key: str, opts: CacheOptions, shape: StreamShape, done: Landed
+) -> StreamAnswer | None:
+    """A stream for a follower of a plain request's flight: its whole answer, split; None
+    when that flight did not finish (the follower then opens its own stream)."""
+    if not done.complete:
+        return None
+    cache._stats.coalesced += 1
+    cache._stats.saved(done.facts.model, done.facts.usage, opts.category)
+    status = CacheStatus("coalesced", None, key)
+    return StreamAnswer(status, Tee.complete(shape.split(done.value)).cursor())
 
 
 async def _bypass(

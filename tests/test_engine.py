@@ -8,7 +8,10 @@ and a redis-server this test run started itself.
 from __future__ import annotations
 
 import asyncio
+import gc
 import random
+import time
+import weakref
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -26,7 +29,7 @@ from asynccache import (
 )
 from asynccache._exceptions import CacheClosedError
 from asynccache.backends import MemoryBackend, RedisBackend, SQLiteBackend
-from tests.support import TaskCounter
+from tests.support import RedisServer, TaskCounter
 
 FAST_RETRY = RetryPolicy(attempts=3, initial=0.001, maximum=0.01)
 
@@ -167,6 +170,7 @@ def test_backoff_is_full_jitter_growing_to_a_cap_and_honours_retry_after() -> No
 
     assert policy.backoff(1, Limited("3")) == 3.0
     assert policy.backoff(2, Limited("60")) == 10.0  # capped at max_retry_after
+    assert 0 <= policy.backoff(5_000, None) <= 4.0  # far past where 2**n overflows a float
 
 
 async def test_modes(cache: Cache) -> None:
@@ -344,6 +348,19 @@ async def test_an_envelope_from_before_one_hour_cache_writes_still_reads() -> No
         assert (r.entry.usage.input_tokens, r.entry.usage.output_tokens) == (7, 8)
 
 
+async def test_an_envelope_from_a_newer_writer_with_more_usage_counts_still_reads() -> None:
+    """Counts are appended as the format grows (the fifth was): a reader takes the ones it
+    knows and never deletes a newer writer's entry as corrupt."""
+    up = Upstream()
+    async with Cache(MemoryBackend(), l1_max_entries=0) as cache:
+        await cache.get_or_fetch(chat(), up.sender())
+        key = cache.key_for(chat())
+        doc = orjson.loads((await cache.backend.get_many([key]))[0])  # type: ignore[union-attr,arg-type]
+        await cache.backend.set_many([(key, orjson.dumps({**doc, "u": [7, 8, 0, 0, 0, 9]}), None)])  # type: ignore[union-attr]
+        r = await cache.get_or_fetch(chat(), up.sender())
+        assert r.status.outcome == "hit" and cache.stats().integrity_errors == 0
+
+
 async def test_clear_reaches_other_processes_sharing_the_store(tmp_path: Any) -> None:
     url = f"sqlite:///{tmp_path}/shared.db"
     up = Upstream()
@@ -437,6 +454,54 @@ async def test_each_follower_gets_its_own_follower_timeout() -> None:
         assert not late.done()  # still within its own 0.2 s
         assert (await late).value["choices"][0]["message"]["content"] == "late"
         leader.cancel()
+
+
+async def test_followers_that_gave_up_are_not_kept_by_a_wedged_flight() -> None:
+    """A follower that timed out went upstream itself; the flight it left must not keep it
+    (its future holds the timeout, and so the caller's frames: a long prompt, say)."""
+    release = asyncio.Event()
+
+    class Marker:  # referenced only from one follower's frames
+        pass
+
+    async def wedged() -> Any:
+        await release.wait()
+        return Upstream().answer("late")
+
+    refs: list[weakref.ref[Marker]] = []
+
+    async def follower(cache: Cache) -> None:
+        marker = Marker()
+        refs.append(weakref.ref(marker))
+
+        async def send() -> Any:
+            return Upstream().answer(str(id(marker)))
+
+        await cache.get_or_fetch(chat(), send)
+
+    async with Cache.from_url("memory://", follower_timeout=0.01) as cache:
+        leader = asyncio.create_task(cache.get_or_fetch(chat(), wedged))
+        await asyncio.sleep(0)
+        await asyncio.gather(*(follower(cache) for _ in range(50)))
+        gc.collect()
+        alive = sum(r() is not None for r in refs)
+        release.set()
+        await leader
+    assert alive == 0, f"{alive} followers that gave up are still held by the flight"
+
+
+async def test_a_follower_due_as_its_flight_lands_takes_the_answer() -> None:
+    """Both timers come due in one loop iteration (the loop was busy): the flight's answer
+    wins over the follower's timeout, so no second upstream call is paid for."""
+    async with Cache.from_url("memory://", follower_timeout=0.02) as cache:
+        up = Upstream(delay=0.03)
+        leader = asyncio.create_task(cache.get_or_fetch(chat(), up.sender()))
+        await asyncio.sleep(0)
+        follower = asyncio.create_task(cache.get_or_fetch(chat(), up.sender()))
+        await asyncio.sleep(0)
+        time.sleep(0.1)  # noqa: ASYNC251 -- on purpose: the loop is held while both deadlines pass
+        _, second = await asyncio.gather(leader, follower)
+        assert up.calls == 1 and second.status.outcome == "coalesced"
 
 
 async def test_hits_and_followers_create_no_tasks(cache: Cache) -> None:
@@ -586,3 +651,25 @@ async def test_memoize_calls_the_function_once_per_miss_unless_told_to_retry() -
             return runs
 
         assert await retried() == 4 and runs == 4
+
+
+async def test_l1_judges_expiry_after_the_generation_refresh_it_waited_for(
+    redis_server: RedisServer,
+) -> None:
+    """The refresh awaits the store (up to its socket timeout when it stalls); an L1 entry
+    that expired meanwhile is a miss, not a hit."""
+    ttl = CacheOptions(ttl=0.4)
+    url = redis_server.url
+    async with Cache.from_url(url, namespace="stale", generation_refresh=0.05) as cache:
+        up = Upstream()
+        first = await cache.get_or_fetch(chat(options=ttl), up.sender("first"))
+        assert first.entry is not None
+        expires = first.entry.created_at + 0.4
+        await asyncio.sleep(max(0.0, expires - time.time() - 0.05))  # just before expiry
+        redis_server.pause()  # the refresh now waits out the 0.25 s socket timeout
+        try:
+            again = await cache.get_or_fetch(chat(options=ttl), up.sender("second"))
+        finally:
+            redis_server.resume()
+        assert time.time() > expires
+        assert again.status.outcome != "hit" and up.calls == 2

@@ -243,6 +243,34 @@ async def test_a_lone_lookup_creates_no_task(private_redis: RedisServer) -> None
         await backend.aclose()
 
 
+async def test_a_batch_cancelled_before_it_ran_fails_its_callers_and_frees_its_slot(
+    private_redis: RedisServer,
+) -> None:
+    """As when the loop shuts down: the batch never took its queue, so the backend must
+    answer those callers itself, and later lookups must not park behind it forever."""
+    backend = RedisBackend.from_url(private_redis.url)
+    try:
+        await store(backend, 3)
+        assert await backend.get_many(["k0"]) == [value(0)]
+        direct = asyncio.create_task(backend.get_many(["k0"]))
+        await asyncio.sleep(0)  # on the wire
+        parked = asyncio.create_task(backend.get_many(["k1"]))
+        await asyncio.sleep(0)  # parked: its batch task exists and has not run yet
+        batches = [
+            t
+            for t in asyncio.all_tasks()
+            if t.get_coro().__qualname__.endswith("_run_batch")  # type: ignore[union-attr]
+        ]
+        assert len(batches) == 1
+        batches[0].cancel()
+        with pytest.raises(BackendError, match="cancelled"):
+            await parked
+        assert await direct == [value(0)]
+        assert await asyncio.wait_for(backend.get_many(["k2"]), 2) == [value(2)]
+    finally:
+        await backend.aclose()
+
+
 async def test_a_stalled_redis_fails_every_caller_of_the_batch(
     private_redis: RedisServer,
 ) -> None:

@@ -85,8 +85,10 @@ def _backend_error(exc: BaseException, what: str) -> BaseException:
     """The BackendError (chained to ``exc``) that callers see for a driver failure."""
     if not isinstance(exc, (RedisError, OSError, asyncio.TimeoutError)):
         return exc  # a bug, not a store failure: let it through untouched
-    cls = BackendTimeoutError if isinstance(exc, _TIMEOUTS) else BackendError
-    err = cls(f"Redis {what} failed: {type(exc).__name__}: {exc}")
+    timed_out = isinstance(exc, _TIMEOUTS)
+    cls = BackendTimeoutError if timed_out else BackendError
+    detail = str(exc) or ("no reply within the socket timeout" if timed_out else "no detail")
+    err = cls(f"Redis {what} failed: {type(exc).__name__}: {detail}")
     err.__cause__ = exc
     return err
 
@@ -202,7 +204,20 @@ class RedisBackend:
         self._in_flight += 1
         task = asyncio.get_running_loop().create_task(self._run_batch())
         self._batches.add(task)
-        task.add_done_callback(self._batches.discard)
+        task.add_done_callback(self._batch_ended)
+
+    def _batch_ended(self, task: asyncio.Task[None]) -> None:
+        self._batches.discard(task)
+        if task.cancelled() and self._batch_starting:
+            # Cancelled before its first step (the loop shutting down): it never took the
+            # queue, so nothing else would ever answer those callers or free the slot.
+            self._batch_starting = False
+            self._in_flight -= 1
+            waiters, self._waiters = self._waiters, []
+            self._keys, self._sizes = [], []
+            for fut in waiters:
+                if not fut.done():
+                    fut.set_exception(BackendError("the Redis lookup batch was cancelled"))
 
     def _lookup_done(self) -> None:
         """A slot came free: send what is queued, or tell a waiting aclose() all is done."""
