@@ -12,6 +12,7 @@ from __future__ import annotations
 import statistics
 import timeit
 from collections.abc import Callable, Sequence
+from contextlib import AsyncExitStack
 from typing import Any
 
 import openai
@@ -20,7 +21,7 @@ import redis.asyncio as aioredis
 import xxhash
 from _context import Ctx
 from _fixtures import ANSWER, body_size, chat_body, naive_key, request
-from _measure import Latency, Op, Throughput
+from _measure import Bench, Latency, Op, Throughput, median
 from _peers import PeerSpec, memory_peers, redis_peers
 
 from asynccache import Cache, CacheRequest, cache_status, wrap_openai
@@ -101,9 +102,11 @@ async def wrap_openai_hit(ctx: Ctx) -> None:
             await client.close()
 
 
-async def _engine(
-    ctx: Ctx, cache: Cache, requests: Sequence[CacheRequest], *, io: bool
-) -> tuple[Latency, Throughput]:
+Contender = tuple[str, list[Op]]  # a name (None: asynccache) and one op per concurrent caller
+OURS = "asynccache"
+
+
+async def _engine_ops(ctx: Ctx, cache: Cache, requests: Sequence[CacheRequest]) -> list[Op]:
     """``get_or_fetch`` hits: key build, lookup, decode (L2), provenance. Every request is
     stored first; a timing run that saw anything but hits is flagged under the tables."""
     value = ctx.value
@@ -114,10 +117,10 @@ async def _engine(
     for req in requests:
         await cache.get_or_fetch(req, fetch)
     cache.reset_stats()
-    ops: list[Op] = [lambda r=r: cache.get_or_fetch(r, fetch) for r in requests]  # type: ignore[misc]
-    sizes = ctx.sizes
-    lat = await ctx.bench.latency(ops[0], sizes.lat_io if io else sizes.lat_fast)
-    thr = await ctx.bench.throughput(ops, sizes.rate_io if io else sizes.rate_fast, timed=io)
+    return [lambda r=r: cache.get_or_fetch(r, fetch) for r in requests]  # type: ignore[misc]
+
+
+def _check_hits(ctx: Ctx, cache: Cache, io: bool) -> None:
     st = cache.stats()
     if st.misses or st.coalesced or st.bypassed or st.backend_errors:
         ctx.rec.note(
@@ -125,52 +128,83 @@ async def _engine(
             f"{st.misses} misses, {st.coalesced} coalesced, {st.backend_errors} backend errors "
             f"among {st.requests:,} requests (expected hits only)."
         )
-    return lat, thr
 
 
-async def _peer_hits(
-    ctx: Ctx, spec: PeerSpec, bodies: Sequence[dict[str, Any]], *, io: bool
-) -> tuple[Latency, Throughput] | None:
+async def _peer_ops(
+    ctx: Ctx, stack: AsyncExitStack, spec: PeerSpec, bodies: Sequence[dict[str, Any]]
+) -> list[Op] | None:
     """A generic cache's ``get`` keyed the usual way (json.dumps(sort_keys) + sha256)."""
     if spec.open is None:
         return None
     peer = await spec.open()
-    try:
-        for body in bodies:
-            await peer.set(naive_key(body), ctx.value, None)
-        if await peer.get(naive_key(bodies[0])) is None:
-            raise RuntimeError(f"{spec.name}: a stored key reads back as None")
-        ops: list[Op] = [lambda b=b: peer.get(naive_key(b)) for b in bodies]  # type: ignore[misc]
-        sizes = ctx.sizes
-        lat = await ctx.bench.latency(ops[0], sizes.lat_io if io else sizes.lat_fast)
-        thr = await ctx.bench.throughput(ops, sizes.rate_io if io else sizes.rate_fast, timed=io)
-        return lat, thr
-    finally:
-        await peer.close()
+    stack.push_async_callback(peer.close)
+    for body in bodies:
+        await peer.set(naive_key(body), ctx.value, None)
+    if await peer.get(naive_key(bodies[0])) is None:
+        raise RuntimeError(f"{spec.name}: a stored key reads back as None")
+    return [lambda b=b: peer.get(naive_key(b)) for b in bodies]  # type: ignore[misc]
+
+
+async def _interleaved(
+    ctx: Ctx, contenders: Sequence[Contender], *, io: bool
+) -> dict[str, tuple[Latency, Throughput]]:
+    """Latency from one caller, then throughput from all of them, for every contender in turn,
+    ``repeats`` times round: a burst of noise on a shared VM then lands on one repeat of
+    everyone, not on every repeat of whoever happened to run during it. Medians per figure."""
+    sizes, once = ctx.sizes, Bench(1)
+    n, total = (sizes.lat_io, sizes.rate_io) if io else (sizes.lat_fast, sizes.rate_fast)
+    lats: dict[str, list[Latency]] = {name: [] for name, _ in contenders}
+    thrs: dict[str, list[Throughput]] = {name: [] for name, _ in contenders}
+    for _ in range(ctx.bench.repeats):
+        for name, ops in contenders:
+            lats[name].append(await once.latency(ops[0], n))
+            thrs[name].append(await once.throughput(ops, total, timed=io))
+    out = {}
+    for name, _ in contenders:
+        la, th = lats[name], thrs[name]
+        out[name] = (
+            Latency(median([x.p50 for x in la]), median([x.p99 for x in la])),
+            Throughput(
+                median([x.rate for x in th]),
+                median([x.cpu_per_call for x in th]),
+                median([x.p50 for x in th if x.p50 is not None]) if io else None,
+                median([x.p99 for x in th if x.p99 is not None]) if io else None,
+            ),
+        )
+    return out
 
 
 async def l1_hits(ctx: Ctx) -> None:
     sizes = ctx.sizes
     bodies = [chat_body(i) for i in range(sizes.n_keys)]
-    async with Cache.from_url("memory://") as cache:
-        lat, thr = await _engine(ctx, cache, [request(b) for b in bodies], io=False)
+    specs = memory_peers(size=max(1_000, sizes.n_keys)) if ctx.rec.with_peers else []
+    async with Cache.from_url("memory://") as cache, AsyncExitStack() as stack:
+        contenders: list[Contender] = [
+            (OURS, await _engine_ops(ctx, cache, [request(b) for b in bodies]))
+        ]
+        for spec in specs:
+            ops = await _peer_ops(ctx, stack, spec, bodies)
+            if ops is not None:
+                contenders.append((spec.name, ops))
+        got = await _interleaved(ctx, contenders, io=False)
+        _check_hits(ctx, cache, io=False)
+    lat, thr = got[OURS]
     rate_label = f"hits/s, {sizes.concurrency} concurrent callers"
     ctx.rec.ours("l1.p50", W2, "hit p50, 1 caller", "ns", lat.p50)
     ctx.rec.ours("l1.rate", W2, rate_label, "rate", thr.rate)
-    if not ctx.rec.with_peers:
-        return
-    for spec in memory_peers(size=max(1_000, sizes.n_keys)):
-        got = await _peer_hits(ctx, spec, bodies, io=False)
-        ctx.rec.peer("l1.p50", spec.name, got[0].p50 if got else None, spec.missing)
-        ctx.rec.peer("l1.rate", spec.name, got[1].rate if got else None, spec.missing)
+    for spec in specs:
+        theirs = got.get(spec.name)
+        ctx.rec.peer("l1.p50", spec.name, theirs[0].p50 if theirs else None, spec.missing)
+        ctx.rec.peer("l1.rate", spec.name, theirs[1].rate if theirs else None, spec.missing)
+
+
+RAW_GET = "redis-py GET (precomputed key, no decode)"
 
 
 async def l2_hits(ctx: Ctx) -> None:
     sizes = ctx.sizes
     bodies = [chat_body(i) for i in range(sizes.n_keys)]
     url = ctx.redis_url
-    async with Cache.from_url(url, namespace=f"{ctx.namespace}-l2", l1_max_entries=0) as cache:
-        lat, thr = await _engine(ctx, cache, [request(b) for b in bodies], io=True)
     n = sizes.concurrency
     rows: list[tuple[str, str, str, Callable[[Latency, Throughput], float | None]]] = [
         ("l2.p50", "hit p50, 1 caller", "ns", lambda la, th: la.p50),
@@ -179,28 +213,41 @@ async def l2_hits(ctx: Ctx) -> None:
         ("l2.p50c", f"hit p50 inside the {n}-caller run", "ns", lambda la, th: th.p50),
         ("l2.cpu", f"client CPU per hit, {n} callers", "ns", lambda la, th: th.cpu_per_call),
     ]
+    specs = redis_peers(url, ctx.redis_port) if ctx.rec.with_peers else []
+    namespace = f"{ctx.namespace}-l2"
+    async with (
+        Cache.from_url(url, namespace=namespace, l1_max_entries=0) as cache,
+        AsyncExitStack() as stack,
+    ):
+        contenders: list[Contender] = [
+            (OURS, await _engine_ops(ctx, cache, [request(b) for b in bodies]))
+        ]
+        if ctx.rec.with_peers:
+            contenders.append((RAW_GET, await _raw_redis_ops(ctx, stack, bodies)))
+        for spec in specs:
+            ops = await _peer_ops(ctx, stack, spec, bodies)
+            if ops is not None:
+                contenders.append((spec.name, ops))
+        got = await _interleaved(ctx, contenders, io=True)
+        _check_hits(ctx, cache, io=True)
     for mid, label, kind, pick in rows:
-        ctx.rec.ours(mid, W4, label, kind, pick(lat, thr) or 0.0)  # type: ignore[arg-type]
+        ctx.rec.ours(mid, W4, label, kind, pick(*got[OURS]) or 0.0)  # type: ignore[arg-type]
     if not ctx.rec.with_peers:
         return
-    raw = await _raw_redis(ctx, bodies)
     for mid, _, _, pick in rows:
-        ctx.rec.peer(mid, "redis-py GET (precomputed key, no decode)", pick(*raw))
-    for spec in redis_peers(url, ctx.redis_port):
-        got = await _peer_hits(ctx, spec, bodies, io=True)
+        ctx.rec.peer(mid, RAW_GET, pick(*got[RAW_GET]))
+    for spec in specs:
+        theirs = got.get(spec.name)
         for mid, _, _, pick in rows:
-            ctx.rec.peer(mid, spec.name, pick(*got) if got else None, spec.missing)
+            ctx.rec.peer(mid, spec.name, pick(*theirs) if theirs else None, spec.missing)
 
 
-async def _raw_redis(ctx: Ctx, bodies: Sequence[dict[str, Any]]) -> tuple[Latency, Throughput]:
+async def _raw_redis_ops(
+    ctx: Ctx, stack: AsyncExitStack, bodies: Sequence[dict[str, Any]]
+) -> list[Op]:
     """The floor of a Redis hit: GET with a precomputed key, bytes back, nothing decoded."""
     keys = [f"raw:{naive_key(b)}" for b in bodies]
     client = aioredis.Redis.from_url(ctx.redis_url)
-    try:
-        await client.mset(dict.fromkeys(keys, orjson.dumps(ctx.value)))
-        ops: list[Op] = [lambda k=k: client.get(k) for k in keys]  # type: ignore[misc]
-        lat = await ctx.bench.latency(ops[0], ctx.sizes.lat_io)
-        thr = await ctx.bench.throughput(ops, ctx.sizes.rate_io, timed=True)
-        return lat, thr
-    finally:
-        await client.aclose()
+    stack.push_async_callback(client.aclose)
+    await client.mset(dict.fromkeys(keys, orjson.dumps(ctx.value)))
+    return [lambda k=k: client.get(k) for k in keys]  # type: ignore[misc]
