@@ -21,6 +21,7 @@ from asynccache import (
     CacheClosedError,
     CacheMissError,
     CacheOptions,
+    ConfigurationError,
     cache_status,
     wrap_anthropic,
     wrap_openai,
@@ -184,6 +185,24 @@ async def test_bad_parameter_is_a_clear_error_and_nothing_is_sent(
     with pytest.raises(TypeError, match=r"messages\[0\]\.content"):
         await client.chat.completions.create(
             model="gpt-4o-mini", messages=[{"role": "user", "content": {1, 2}}], temperature=0
+        )
+    assert fp.calls == 0
+
+
+async def test_bad_cache_options_or_tenant_are_clear_errors_and_nothing_is_sent(
+    fp: FakeProvider, oai: openai.AsyncOpenAI, claude: anthropic.AsyncAnthropic, cache: Cache
+) -> None:
+    with pytest.raises(ConfigurationError, match="cache_options"):
+        await wrap_openai(oai, cache).chat.completions.create(
+            model="gpt-4o-mini", messages=MSGS, temperature=0, cache_options="ttl=60"
+        )
+    with pytest.raises(ConfigurationError, match="tenant"):
+        await wrap_openai(oai, cache, tenant=42).chat.completions.create(  # type: ignore[arg-type]
+            model="gpt-4o-mini", messages=MSGS, temperature=0
+        )
+    with pytest.raises(ConfigurationError, match="cache_options"):
+        await wrap_anthropic(claude, cache).messages.create(
+            model="claude-sonnet-4-5", max_tokens=50, messages=MSGS, cache_options={"ttl": 60}
         )
     assert fp.calls == 0
 
