@@ -24,6 +24,13 @@ def redis_server() -> Iterator[RedisServer]:
 
 
 @pytest.fixture
+def private_redis() -> Iterator[RedisServer]:
+    """A server of the test's own, for tests that freeze (SIGSTOP) or stop it."""
+    with RedisServer() as server:
+        yield server
+
+
+@pytest.fixture
 def redis_url(redis_server: RedisServer) -> str:
     """The session server's URL, emptied (FLUSHALL) before each test."""
     with redis.Redis.from_url(redis_server.url) as client:

@@ -37,13 +37,6 @@ async def backend(redis_url: str) -> AsyncIterator[RedisBackend]:
 
 
 @pytest.fixture
-def private_redis() -> Iterator[RedisServer]:
-    """A server of this test's own, for tests that stop it (SIGSTOP)."""
-    with RedisServer() as server:
-        yield server
-
-
-@pytest.fixture
 def redis_cluster() -> Iterator[RedisClusterServer]:
     """A three-node Redis Cluster of this test's own (about 2 s to form)."""
     with RedisClusterServer() as cluster:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import random
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 
 import pytest
 import redis
@@ -49,10 +49,11 @@ async def backend(redis_url: str) -> AsyncIterator[RedisBackend]:
 
 
 @pytest.fixture
-def private_redis() -> Iterator[RedisServer]:
-    """A server of this test's own, for tests that freeze or stop it."""
-    with RedisServer() as server:
-        yield server
+async def private_backend(private_redis: RedisServer) -> AsyncIterator[RedisBackend]:
+    """A backend on the test's own server (which the test may freeze or stop)."""
+    b = RedisBackend.from_url(private_redis.url)
+    yield b
+    await b.aclose()
 
 
 async def test_a_lone_lookup_is_one_mget(backend: RedisBackend, redis_url: str) -> None:
@@ -228,88 +229,76 @@ async def test_a_cancelled_caller_in_a_batch_does_not_affect_the_others(
             await backend.aclose()
 
 
-async def test_a_lone_lookup_creates_no_task(private_redis: RedisServer) -> None:
+async def test_a_lone_lookup_creates_no_task(private_backend: RedisBackend) -> None:
     """Not ours, and not redis-py's: its send timeout would be an asyncio.wait_for (a task per
     command); the backend puts one deadline of its own over the send and the read instead."""
-    backend = RedisBackend.from_url(private_redis.url)
-    try:
-        await store(backend, 3)
-        assert await backend.get_many(["k0"]) == [value(0)]  # a warm, leased connection
-        with TaskCounter() as counter:
-            for i in range(3):
-                assert await backend.get_many([f"k{i}"]) == [value(i)]
-        assert counter.created == 0
-    finally:
-        await backend.aclose()
+    backend = private_backend
+    await store(backend, 3)
+    assert await backend.get_many(["k0"]) == [value(0)]  # a warm, leased connection
+    with TaskCounter() as counter:
+        for i in range(3):
+            assert await backend.get_many([f"k{i}"]) == [value(i)]
+    assert counter.created == 0
 
 
 async def test_a_batch_cancelled_before_it_ran_fails_its_callers_and_frees_its_slot(
-    private_redis: RedisServer,
+    private_backend: RedisBackend,
 ) -> None:
     """As when the loop shuts down: the batch never took its queue, so the backend must
     answer those callers itself, and later lookups must not park behind it forever."""
-    backend = RedisBackend.from_url(private_redis.url)
-    try:
-        await store(backend, 3)
-        assert await backend.get_many(["k0"]) == [value(0)]
-        direct = asyncio.create_task(backend.get_many(["k0"]))
-        await asyncio.sleep(0)  # on the wire
-        parked = asyncio.create_task(backend.get_many(["k1"]))
-        await asyncio.sleep(0)  # parked: its batch task exists and has not run yet
-        batches = [
-            t
-            for t in asyncio.all_tasks()
-            if t.get_coro().__qualname__.endswith("_run_batch")  # type: ignore[union-attr]
-        ]
-        assert len(batches) == 1
-        batches[0].cancel()
-        with pytest.raises(BackendError, match="cancelled"):
-            await parked
-        assert await direct == [value(0)]
-        assert await asyncio.wait_for(backend.get_many(["k2"]), 2) == [value(2)]
-    finally:
-        await backend.aclose()
+    backend = private_backend
+    await store(backend, 3)
+    assert await backend.get_many(["k0"]) == [value(0)]
+    direct = asyncio.create_task(backend.get_many(["k0"]))
+    await asyncio.sleep(0)  # on the wire
+    parked = asyncio.create_task(backend.get_many(["k1"]))
+    await asyncio.sleep(0)  # parked: its batch task exists and has not run yet
+    batches = [
+        t
+        for t in asyncio.all_tasks()
+        if t.get_coro().__qualname__.endswith("_run_batch")  # type: ignore[union-attr]
+    ]
+    assert len(batches) == 1
+    batches[0].cancel()
+    with pytest.raises(BackendError, match="cancelled"):
+        await parked
+    assert await direct == [value(0)]
+    assert await asyncio.wait_for(backend.get_many(["k2"]), 2) == [value(2)]
 
 
 async def test_a_stalled_redis_fails_every_caller_of_the_batch(
-    private_redis: RedisServer,
+    private_redis: RedisServer, private_backend: RedisBackend
 ) -> None:
-    backend = RedisBackend.from_url(private_redis.url)
+    backend = private_backend
+    await store(backend, 20)
+    assert await backend.get_many(["k0"]) == [value(0)]  # a warm, leased connection
+    private_redis.pause()
     try:
-        await store(backend, 20)
-        assert await backend.get_many(["k0"]) == [value(0)]  # a warm, leased connection
-        private_redis.pause()
-        try:
-            results = await asyncio.gather(
-                *(backend.get_many([f"k{i}"]) for i in range(20)), return_exceptions=True
-            )
-        finally:
-            private_redis.resume()
-        assert all(isinstance(r, BackendError) for r in results), results
-        assert isinstance(results[0], BackendTimeoutError)  # the direct one: a read timeout
-        assert len({id(r) for r in results}) == 20  # each caller its own exception
-        got = await asyncio.gather(*(backend.get_many([f"k{i}"]) for i in range(20)))
-        assert got == [[value(i)] for i in range(20)]
-    finally:
-        await backend.aclose()
-
-
-async def test_a_redis_that_went_away_fails_alone_and_batched_callers(
-    private_redis: RedisServer,
-) -> None:
-    backend = RedisBackend.from_url(private_redis.url)
-    try:
-        await store(backend, 20)
-        await asyncio.gather(*(backend.get_many([f"k{i}"]) for i in range(20)))  # warm leases
-        private_redis.stop()
-        with pytest.raises(BackendError):
-            await backend.get_many(["k0"])
         results = await asyncio.gather(
             *(backend.get_many([f"k{i}"]) for i in range(20)), return_exceptions=True
         )
-        assert all(isinstance(r, BackendError) for r in results), results
     finally:
-        await backend.aclose()
+        private_redis.resume()
+    assert all(isinstance(r, BackendError) for r in results), results
+    assert isinstance(results[0], BackendTimeoutError)  # the direct one: a read timeout
+    assert len({id(r) for r in results}) == 20  # each caller its own exception
+    got = await asyncio.gather(*(backend.get_many([f"k{i}"]) for i in range(20)))
+    assert got == [[value(i)] for i in range(20)]
+
+
+async def test_a_redis_that_went_away_fails_alone_and_batched_callers(
+    private_redis: RedisServer, private_backend: RedisBackend
+) -> None:
+    backend = private_backend
+    await store(backend, 20)
+    await asyncio.gather(*(backend.get_many([f"k{i}"]) for i in range(20)))  # warm leases
+    private_redis.stop()
+    with pytest.raises(BackendError):
+        await backend.get_many(["k0"])
+    results = await asyncio.gather(
+        *(backend.get_many([f"k{i}"]) for i in range(20)), return_exceptions=True
+    )
+    assert all(isinstance(r, BackendError) for r in results), results
 
 
 async def test_aclose_fails_queued_lookups_and_waits_for_those_in_flight(
