@@ -27,23 +27,7 @@ from asynccache import (
     wrap_openai,
 )
 from asynccache.testing import FakeProvider
-
-MSGS = [
-    {"role": "system", "content": "You are a support bot."},
-    {"role": "user", "content": "How do I reset my password?"},
-]
-WEATHER_TOOL = {
-    "type": "function",
-    "function": {
-        "name": "get_weather",
-        "description": "Weather for a city",
-        "parameters": {
-            "type": "object",
-            "properties": {"city": {"type": "string"}},
-            "required": ["city"],
-        },
-    },
-}
+from tests.support.streams import MSGS, WEATHER
 
 
 async def test_chat_miss_then_hit_returns_equal_chat_completions(
@@ -89,7 +73,7 @@ async def test_tool_calls_round_trip_exactly(
     kwargs: dict[str, Any] = {
         "model": "gpt-4o-mini",
         "messages": msgs,
-        "tools": [WEATHER_TOOL],
+        "tools": [WEATHER],
         "temperature": 0,
     }
     miss = await client.chat.completions.create(**kwargs)
@@ -385,7 +369,7 @@ async def test_sdk_objects_inside_messages_are_keyed_like_the_sdk_sends_them(
     client = wrap_openai(oai, cache)
     msgs: list[Any] = [{"role": "user", "content": "What is the weather in Paris?"}]
     first = await client.chat.completions.create(
-        model="gpt-4o-mini", messages=msgs, tools=[WEATHER_TOOL], temperature=0
+        model="gpt-4o-mini", messages=msgs, tools=[WEATHER], temperature=0
     )
     follow_up = [
         *msgs,

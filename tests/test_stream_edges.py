@@ -29,20 +29,7 @@ from asynccache import (
 )
 from asynccache.testing import FakeProvider, RedisServer
 from tests.support import FAST_RETRY
-from tests.support.streams import CHAT, CLAUDE, chat_text, chunks_of, dumps
-
-WEATHER = {
-    "type": "function",
-    "function": {
-        "name": "get_weather",
-        "description": "Weather for a city",
-        "parameters": {
-            "type": "object",
-            "properties": {"city": {"type": "string"}},
-            "required": ["city"],
-        },
-    },
-}
+from tests.support.streams import CHAT, CLAUDE, WEATHER, chat_text, chunks_of, dumps
 
 
 def watch_loop() -> list[dict[str, Any]]:

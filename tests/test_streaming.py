@@ -27,21 +27,7 @@ from asynccache import (
     wrap_openai,
 )
 from asynccache.testing import FakeProvider
-from tests.support.streams import CHAT, CLAUDE, chat_text, chunks_of, dumps
-
-WEATHER = {
-    "type": "function",
-    "function": {
-        "name": "get_weather",
-        "description": "Weather for a city",
-        "parameters": {
-            "type": "object",
-            "properties": {"city": {"type": "string"}, "unit": {"type": "string"}},
-            "required": ["city"],
-        },
-    },
-}
-
+from tests.support.streams import CHAT, CLAUDE, WEATHER, chat_text, chunks_of, dumps
 
 # --- miss, then hit ----------------------------------------------------------------------------
 

@@ -1,4 +1,5 @@
-"""Requests and readers shared by the stream tests (test_streaming, test_stream_edges)."""
+"""Requests and readers shared by the SDK tests (test_streaming, test_stream_edges,
+test_integrations)."""
 
 from __future__ import annotations
 
@@ -9,6 +10,18 @@ MSGS = [
     {"role": "user", "content": "How do I reset my password?"},
 ]
 CHAT: dict[str, Any] = {"model": "gpt-4o-mini", "messages": MSGS, "temperature": 0}
+WEATHER: dict[str, Any] = {
+    "type": "function",
+    "function": {
+        "name": "get_weather",
+        "description": "Weather for a city",
+        "parameters": {
+            "type": "object",
+            "properties": {"city": {"type": "string"}, "unit": {"type": "string"}},
+            "required": ["city"],
+        },
+    },
+}
 CLAUDE: dict[str, Any] = {
     "model": "claude-sonnet-4-6",
     "max_tokens": 256,
