@@ -381,9 +381,14 @@ def digest(request: CacheRequest) -> str:
     if seed is None:
         seed = _seed(request.provider, request.endpoint)
     try:
-        plain = xxhash.xxh3_128_intdigest(orjson.dumps(request.body, _plain, _AS_GIVEN), seed)
+        # Bare orjson first: its options cost half as much again as the serialisation itself
+        # (non-str keys alone 0.3 µs of 0.6, timeit), and nearly no request needs them.
+        plain = xxhash.xxh3_128_intdigest(orjson.dumps(request.body), seed)
     except TypeError:
-        return _digest(request, seed)
+        try:  # int keys (logit_bias), SDK objects: same bytes wherever both can encode
+            plain = xxhash.xxh3_128_intdigest(orjson.dumps(request.body, _plain, _AS_GIVEN), seed)
+        except TypeError:
+            return _digest(request, seed)
     found = _recent.get(plain)
     if found is None:
         found = _older.get(plain)

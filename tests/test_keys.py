@@ -103,6 +103,18 @@ def test_remembered_digests_follow_the_body_not_the_object() -> None:
         assert len(keys) == 1
 
 
+def test_memo_takes_bodies_bare_orjson_refuses() -> None:
+    """The memo serialises a body bare first and falls back to int keys and SDK objects: each
+    spelling gets the key its rules give, whichever path it took and whichever came first."""
+    by_int = {"model": "m", "messages": [], "logit_bias": {50256: -100}}
+    by_str = {"model": "m", "messages": [], "logit_bias": {"50256": -100}}
+    other = {"model": "m", "messages": [], "logit_bias": {50256: 100}}
+    for order in ((by_int, by_str), (by_str, by_int)):
+        keys = [digest(CacheRequest("openai", "chat.completions", dict(b))) for b in order]
+        assert keys[0] == keys[1]
+    assert digest(CacheRequest("openai", "chat.completions", other)) != keys[0]
+
+
 def test_single_text_part_equals_plain_string_and_cache_control_is_dropped() -> None:
     as_text = [{"role": "user", "content": "hello"}]
     as_part = [{"role": "user", "content": [{"type": "text", "text": "hello"}]}]
