@@ -311,6 +311,8 @@ async def test_corrupt_and_mismatched_entries_are_misses(
     ("field", "bad"),
     [
         ("u", [1, 2, "3", 4, 5]),
+        ("u", [[1], 2, 3, 4, 5]),
+        ("u", [1.5, 2, 3, 4, 5]),
         ("u", [1, 2, 3]),
         ("u", {"input": 1}),
         ("c", "yesterday"),
