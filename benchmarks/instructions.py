@@ -1,0 +1,195 @@
+"""CPU instructions per hit, counted by valgrind: a noise-free A/B for hot-path changes.
+
+Why: on a shared VM, wall-clock and CPU-time figures move by 10-30 % from run to run, more than
+most single hot-path changes are worth, so a change measured that way is often a guess.
+``valgrind --tool=callgrind`` counts the instructions the process executes, which is the same
+on every run of the same code and inputs, whatever else the machine does. The count is not a
+time (cache misses and branch mispredictions are not in it), but for Python code, where the
+interpreter's own work dominates, fewer instructions has meant less CPU time in every change
+measured this way.
+
+Each scenario runs twice in a child Python under callgrind, with two numbers of hits; the
+difference divided by the extra hits is the cost of one hit, free of start-up, imports and
+warm-up. The anchors are issue 4's bare-minimum versions of the same job (``_hits.py``), so
+they show what the bare job costs. Compare counts of one path across versions, not paths with
+each other: orjson and xxh3 do many bytes per instruction (SIMD), the interpreter a few
+instructions per byte, so an anchor's count is far smaller than its share of the time. Under valgrind the client runs ~50x slower while
+redis-server does not, so Redis batches are always full here: this counts the per-hit work,
+not how well batches fill under real timing.
+
+    python benchmarks/instructions.py            # every scenario (about 2 minutes)
+    python benchmarks/instructions.py l1 l2      # some
+
+Needs valgrind (``apt-get install valgrind``) and redis-server; it starts its own server on a
+free loopback port and stops it at the end.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+from _fixtures import chat_body, request  # noqa: E402
+
+SCENARIOS = {
+    "l1": "L1 hit, get_or_fetch on memory://, one caller",
+    "l1-anchor": "minimal async wrapper incl. key build (issue 4's L1 anchor)",
+    "l2": "L2 hit, get_or_fetch on redis:// with l1_max_entries=0, 100 callers",
+    "l2-anchor": "batched MGET per loop tick + orjson.loads (issue 4's L2 anchor)",
+}
+#: Callers, and the two numbers of hits per caller whose difference is measured.
+RUNS = {"l1": (1, 1_000, 6_000), "l1-anchor": (1, 1_000, 6_000)}
+RUNS |= {"l2": (100, 20, 120), "l2-anchor": (100, 20, 120)}
+VALUE = {
+    "id": "chatcmpl-instructions",
+    "object": "chat.completion",
+    "created": 1,
+    "model": "gpt-4o-mini",
+    "choices": [
+        {
+            "index": 0,
+            "message": {"role": "assistant", "content": "a" * 600},
+            "finish_reason": "stop",
+        }
+    ],
+    "usage": {"prompt_tokens": 300, "completion_tokens": 120, "total_tokens": 420},
+}
+
+
+async def _ops(
+    scenario: str, url: str, namespace: str
+) -> tuple[list[Callable[[], Awaitable[Any]]], Any]:
+    """One op per caller, everything stored first; and what to close afterwards."""
+    from contextlib import AsyncExitStack
+
+    import orjson
+    import redis.asyncio as aioredis
+    import xxhash
+
+    from asynccache import Cache
+
+    n = RUNS[scenario][0]
+    bodies = [chat_body(i) for i in range(n)]
+    stack = AsyncExitStack()
+
+    async def fetch() -> Any:
+        return VALUE
+
+    if scenario in ("l1", "l2"):
+        cache = (
+            Cache.from_url("memory://")
+            if scenario == "l1"
+            else Cache.from_url(url, namespace=namespace, l1_max_entries=0)
+        )
+        stack.push_async_callback(cache.aclose)
+        requests = [request(b) for b in bodies]
+        for req in requests:
+            await cache.get_or_fetch(req, fetch)
+        return [lambda r=r: cache.get_or_fetch(r, fetch) for r in requests], stack
+
+    def key(body: dict[str, Any]) -> str:
+        return xxhash.xxh3_128_hexdigest(orjson.dumps(body, option=orjson.OPT_SORT_KEYS))
+
+    if scenario == "l1-anchor":
+        store = {key(b): VALUE for b in bodies}
+
+        async def hit(body: dict[str, Any]) -> Any:
+            return store.get(key(body))
+
+        return [lambda b=b: hit(b) for b in bodies], stack
+
+    from _hits import _MgetBatcher  # imports the SDKs: only where it is needed
+
+    client = aioredis.Redis.from_url(url)
+    stack.push_async_callback(client.aclose)
+    await client.mset({f"{namespace}:{key(b)}".encode(): orjson.dumps(VALUE) for b in bodies})
+    conn = await client.connection_pool.get_connection()
+    stack.push_async_callback(client.connection_pool.release, conn)
+    batcher = _MgetBatcher(conn)
+
+    async def lookup(body: dict[str, Any]) -> Any:
+        raw = await batcher.get(f"{namespace}:{key(body)}".encode())
+        return orjson.loads(raw) if raw is not None else None
+
+    return [lambda b=b: lookup(b) for b in bodies], stack
+
+
+async def _child(scenario: str, per: int, url: str) -> None:
+    ops, stack = await _ops(scenario, url, f"instr{os.getpid()}")
+    async with stack:
+
+        async def caller(op: Callable[[], Awaitable[Any]]) -> None:
+            for _ in range(per):
+                await op()
+
+        await asyncio.gather(*(caller(op) for op in ops))
+
+
+def _count(scenario: str, per: int, url: str) -> int:
+    with tempfile.TemporaryDirectory(prefix="asynccache-callgrind-") as tmp:
+        out = subprocess.run(
+            [
+                "valgrind",
+                "--tool=callgrind",
+                f"--callgrind-out-file={Path(tmp, 'out')}",
+                sys.executable,
+                __file__,
+                "--child",
+                scenario,
+                str(per),
+                url,
+            ],
+            env={**os.environ, "PYTHONHASHSEED": "0"},  # the same dict layouts every run
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+    found = re.search(r"Collected : (\d+)", out.stderr)
+    if found is None:
+        raise RuntimeError(f"callgrind printed no count for {scenario}:\n{out.stderr[-2000:]}")
+    return int(found.group(1))
+
+
+def main(argv: list[str]) -> int:
+    if argv[:1] == ["--child"]:
+        asyncio.run(_child(argv[1], int(argv[2]), argv[3]))
+        return 0
+    if shutil.which("valgrind") is None:
+        print("valgrind is not installed: apt-get install valgrind", file=sys.stderr)
+        return 2
+    wanted = argv or list(SCENARIOS)
+    unknown = [s for s in wanted if s not in SCENARIOS]
+    if unknown:
+        print(f"unknown scenario(s) {unknown}; choose from {list(SCENARIOS)}", file=sys.stderr)
+        return 2
+    from asynccache.testing import RedisServer
+
+    per_hit: dict[str, float] = {}
+    with RedisServer() as server:
+        for scenario in wanted:
+            callers, few_hits, many_hits = RUNS[scenario]
+            hits = (many_hits - few_hits) * callers
+            few = _count(scenario, few_hits, server.url)
+            many = _count(scenario, many_hits, server.url)
+            per_hit[scenario] = (many - few) / hits
+    for scenario in wanted:
+        print(
+            f"{scenario:10s} {per_hit[scenario]:>10,.0f} instructions per hit  {SCENARIOS[scenario]}"
+        )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
