@@ -142,6 +142,10 @@ async def counters(ctx: Ctx) -> None:
         async with Cache.from_url(ctx.redis_url, namespace=ns, l1_max_entries=0) as cache:
             for r in reqs:
                 await cache.get_or_fetch(r, up)
+            # One concurrent round first: the first overlap of lookups makes the backend open its
+            # second read connection, whose handshake (HELLO, CLIENT SETINFO...) sends each
+            # command under redis-py's wait_for, a task each. Once per process, not per hit.
+            await asyncio.gather(*(cache.get_or_fetch(r, up) for r in reqs))
             before = await _mget_calls(raw)
             hit = functools.partial(cache.get_or_fetch, sender=up)
             counted = await _count(hit, reqs, sample, conc)
@@ -197,7 +201,9 @@ async def _peer_counts(
         try:
             for body in bodies:
                 await peer.set(naive_key(body), ctx.value, None)
-            counted = await _count(_keyed_get(peer), bodies, sample, workers)
+            get = _keyed_get(peer)
+            await asyncio.gather(*(get(b) for b in bodies[:workers]))  # its pool warm, as ours
+            counted = await _count(get, bodies, sample, workers)
             record(prefix, what, counted, sample, spec.name)
         finally:
             await peer.close()
