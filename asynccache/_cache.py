@@ -27,6 +27,7 @@ from ._answers import AnswerFacts, Landed, inspect_answer
 from ._batch import BatchSender
 from ._breaker import CircuitBreaker
 from ._exceptions import CacheClosedError, CacheMissError, ConfigurationError
+from ._footprint import held_by
 from ._layers import Layers, Write
 from ._models import (
     DEFAULT_OPTIONS,
@@ -427,10 +428,12 @@ class Cache:
                 category=opts.category,
                 stream=recording,
             )
-            raw = _codec.encode(entry)
+            held = held_by(entry)  # measured once: for this L1, and stored for other readers
+            raw = _codec.encode(entry, held)
             if recording is not None and len(raw) > self.policy.max_entry_bytes:
                 entry = dataclasses.replace(entry, stream=None)
-                raw = _codec.encode(entry)
+                held = held_by(entry)
+                raw = _codec.encode(entry, held)
         except (TypeError, ValueError, OverflowError) as exc:
             # The upstream call is already paid for: never fail the request over storing it.
             self._stats.store_refused += 1
@@ -441,7 +444,7 @@ class Cache:
             self._stats.store_refused += 1
             logger.debug("asynccache not storing: %s", decision.reason)
             return None, facts
-        return Write(entry, raw), facts
+        return Write(entry, raw, held), facts
 
     # -- invalidation --------------------------------------------------------------------------
 

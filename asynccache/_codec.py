@@ -22,7 +22,9 @@ class CodecError(ValueError):
     """Stored bytes are not a valid entry envelope."""
 
 
-def encode(entry: Entry) -> bytes:
+def encode(entry: Entry, held: int | None = None) -> bytes:
+    """``held``: the bytes the decoded entry holds in memory (``_footprint.held_by``), kept so a
+    reader's L1 need not measure it again; readers that predate it ignore it."""
     u = entry.usage
     doc: dict[str, Any] = {
         "v": ENVELOPE_VERSION,
@@ -44,19 +46,22 @@ def encode(entry: Entry) -> bytes:
     }
     if entry.stream is not None:
         doc["s"] = entry.stream.to_json()
+    if held is not None:
+        doc["z"] = held
     return orjson.dumps(doc)
 
 
-def decode(raw: bytes) -> Entry:
-    """The entry in ``raw``; every field is type-checked, since another process (or version,
-    or a corrupted store) wrote it. Runs on every L2 hit, so the checks are plain type tests
-    and the entry is built with the engine's fast constructors."""
+def decode(raw: bytes) -> tuple[Entry, int | None]:
+    """The entry in ``raw`` and its writer's memory-size hint (None if absent); every field is
+    type-checked, since another process (or version, or a corrupted store) wrote it. Runs on
+    every L2 hit, so the checks are plain type tests and the entry is built with the engine's
+    fast constructors. The hint is only type-checked here: ``_footprint.plausible`` judges it."""
     try:
         doc = orjson.loads(raw)
         if type(doc) is not dict or doc.get("v") != ENVELOPE_VERSION:
             raise CodecError("unknown envelope version")
         digest, tenant, created, ttl, model = doc["d"], doc["t"], doc["c"], doc["x"], doc["m"]
-        tags, category, stream = doc["g"], doc["k"], doc.get("s")
+        tags, category, stream, held = doc["g"], doc["k"], doc.get("s"), doc.get("z")
         if type(digest) is not str or (tenant is not None and type(tenant) is not str):
             raise CodecError("corrupt entry: digest/tenant have the wrong type")
         if (
@@ -66,9 +71,10 @@ def decode(raw: bytes) -> Entry:
             or (category is not None and type(category) is not str)
             or type(tags) is not list
             or (tags and not all(type(tag) is str for tag in tags))
+            or (held is not None and type(held) is not int)
         ):
             raise CodecError("corrupt entry: a field has the wrong type")
-        return entry_of(
+        entry = entry_of(
             doc["b"],
             digest,
             tenant,
@@ -80,6 +86,7 @@ def decode(raw: bytes) -> Entry:
             category,
             None if stream is None else Recording.from_json(stream),
         )
+        return entry, held
     except CodecError:
         raise
     except (orjson.JSONDecodeError, KeyError, IndexError, TypeError, ValueError) as exc:

@@ -34,11 +34,17 @@ _RECORD_KEYS = 32
 _getsizeof = sys.getsizeof
 
 
-def footprint(key: str, entry: Entry) -> int:
+def footprint(key: str, entry: Entry, held: int | None = None) -> int:
     """Bytes of memory L1 holds for ``entry`` under ``key`` (an estimate within a few percent
-    for JSON-like answers)."""
-    size = RECORD_OVERHEAD + _getsizeof(key) + _getsizeof(entry) + _getsizeof(entry.digest)
-    size += _getsizeof(entry.usage) + size_of(entry.value)
+    for JSON-like answers). ``held``: :func:`held_by` of the entry, when already known."""
+    return RECORD_OVERHEAD + _getsizeof(key) + (held_by(entry) if held is None else held)
+
+
+def held_by(entry: Entry) -> int:
+    """Bytes the entry's own objects hold (no key, no L1 record): computed once per answer by
+    its writer and stored with it (``_codec``), so an L2 hit need not walk the answer again."""
+    size = _getsizeof(entry) + _getsizeof(entry.digest) + _getsizeof(entry.usage)
+    size += size_of(entry.value)
     if entry.model is not None:
         size += _getsizeof(entry.model)
     if entry.tags:
@@ -48,6 +54,21 @@ def footprint(key: str, entry: Entry) -> int:
         size += _getsizeof(entry.stream) + size_of(entry.stream.events)
         size += size_of(entry.stream.offsets)
     return size
+
+
+def plausible(held: int | None, encoded: int) -> int | None:
+    """A size hint read from the store, if believable for an entry of ``encoded`` bytes; else
+    None (walk the answer). Decoded JSON holds from about half its length (Latin-1 text, one
+    byte per character in Python against two in UTF-8) to a few times it (small numbers, short
+    strings); the bounds are wider than that, so only a corrupt or foreign hint is refused. A
+    writer that lies within them can make L1 hold a few times its bound; one that can write the
+    store can already serve any answer it likes."""
+    if held is None or not encoded // _HINT_LOW <= held <= encoded * _HINT_HIGH:
+        return None
+    return held
+
+
+_HINT_LOW, _HINT_HIGH = 2, 32
 
 
 def size_of(value: Any) -> int:

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from . import _codec, _keys
 from ._breaker import CircuitBreaker
 from ._exceptions import BackendError
-from ._footprint import footprint
+from ._footprint import footprint, plausible
 from ._models import Entry
 from ._stats import StatsRecorder
 from .backends._base import Backend, Item
@@ -36,10 +36,12 @@ _MAX_HEADS = 10_000  # cached key prefixes (one per tenant) before that cache is
 
 @dataclass(frozen=True, slots=True)
 class Write:
-    """An entry and its encoded bytes (encoded once, for the size check and for L2)."""
+    """An entry, its encoded bytes (encoded once, for the size check and for L2) and the memory
+    its objects hold (``_footprint.held_by``, measured once, for L1 and stored for readers)."""
 
     entry: Entry
     raw: bytes
+    held: int | None = None
 
 
 class Layers:
@@ -144,12 +146,12 @@ class Layers:
         """The verified, live entry in ``raw`` (now in L1 too), or None if it expired by our
         clock before the store dropped it. CodecError if it is corrupt or was written for
         another request or tenant."""
-        entry = _codec.decode(raw)
+        entry, held = _codec.decode(raw)
         if entry.digest != digest or entry.tenant != tenant:
             raise _codec.CodecError("entry written for another request or tenant")
         if entry.ttl is not None and now - entry.created_at >= entry.ttl:
             return None
-        self.l1_put(key, entry)
+        self.l1_put(key, entry, plausible(held, len(raw)))
         return entry
 
     async def _drop_bad(self, bad: list[str]) -> None:
@@ -182,11 +184,11 @@ class Layers:
                 stored = True
         # L1 even when L2 failed: serving this process from memory is still right (fail open).
         for key, w in writes:
-            self.l1_put(key, w.entry)
+            self.l1_put(key, w.entry, w.held)
         if stored or self.l1 is not None:
             self._stats.stores += len(writes)
 
-    def l1_put(self, key: str, entry: Entry) -> None:
+    def l1_put(self, key: str, entry: Entry, held: int | None = None) -> None:
         """Keep L1 no longer than the entry has left to live (and at most ``l1_ttl``), charged
         for the memory it really holds (``_footprint``), so ``l1_max_bytes`` bounds memory."""
         if self.l1 is None:
@@ -198,7 +200,7 @@ class Layers:
                 return
         if self._l1_ttl is not None:
             ttl = self._l1_ttl if ttl is None else min(ttl, self._l1_ttl)
-        self.l1.set(key, entry, footprint(key, entry), ttl)
+        self.l1.set(key, entry, footprint(key, entry, held), ttl)
 
     async def delete(self, keys: list[str]) -> int:
         n = sum(self.l1.delete(k) for k in keys) if self.l1 is not None else 0

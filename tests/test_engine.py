@@ -316,6 +316,8 @@ async def test_corrupt_and_mismatched_entries_are_misses(
         ("u", [1, 2, 3]),
         ("u", {"input": 1}),
         ("c", "yesterday"),
+        ("z", "3 KB"),
+        ("z", 1.5),
         ("c", True),
         ("x", "60"),
         ("g", ["faq", 7]),

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import gc
 import tracemalloc
+from pathlib import Path
 from typing import Any
 
 import orjson
@@ -92,3 +93,52 @@ async def test_a_table_of_distinct_keys_is_charged_for_its_keys() -> None:
     # A bound, first of all; tables are charged a little more than they hold (orjson keeps
     # some of their keys in its own cache), so L1 stays somewhat under it.
     assert 0.6 * bound <= held <= 1.1 * bound, f"L1 held {held:,} B for a {bound:,} B bound"
+
+
+@pytest.mark.parametrize("hint", ["the writer's", "implausible"])
+async def test_an_l1_filled_from_l2_holds_its_bound(tmp_path: Path, hint: str) -> None:
+    """An L2 hit puts the answer in L1 charged with the size its writer measured and stored
+    with it (no second walk of the answer); a hint no decoded answer could have is ignored and
+    the answer measured instead. Either way the reader's L1 holds its bound."""
+    bound = 2 << 20
+    url = f"sqlite:///{tmp_path / 'l2.db'}"
+    requests = [
+        CacheRequest("openai", "chat.completions", {"model": "m", "messages": [str(i)]})
+        for i in range(3 * bound // 2_000)  # more than fits
+    ]
+    async with Cache.from_url(url, l1_max_entries=1) as writer:
+        for i, request in enumerate(requests):
+            value = answer(i, 2_000)
+
+            async def send(value: Any = value) -> Any:
+                return value
+
+            await writer.get_or_fetch(request, send)
+        if hint == "implausible":  # every entry claims to hold 1 byte
+            store = writer.backend
+            assert store is not None
+            keys = [writer.key_for(request) for request in requests]
+            raws = await store.get_many(keys)
+            forged = [{**orjson.loads(raw or b"{}"), "z": 1} for raw in raws]
+            await store.set_many(
+                [(k, orjson.dumps(d), None) for k, d in zip(keys, forged, strict=True)]
+            )
+
+    async def never() -> Any:
+        raise AssertionError("every request is in L2")
+
+    async with Cache.from_url(url, l1_max_entries=10**9, l1_max_bytes=bound) as reader:
+        gc.collect()
+        tracemalloc.start()
+        try:
+            for request in requests:
+                assert (await reader.get_or_fetch(request, never)).status.layer == "l2"
+            gc.collect()
+            full = tracemalloc.get_traced_memory()[0]
+            await reader.clear()  # drops every L1 entry (and moves on the namespace generation)
+            gc.collect()
+            held = full - tracemalloc.get_traced_memory()[0]
+        finally:
+            tracemalloc.stop()
+    assert reader.stats().integrity_errors == 0
+    assert 0.9 * bound <= held <= 1.1 * bound, f"L1 held {held:,} B for a {bound:,} B bound"
