@@ -1,8 +1,9 @@
 """Entry <-> bytes: the only place entries are (de)serialised. Never pickle.
 
 An orjson envelope, versioned, so a reader can refuse what it does not understand rather than
-misread it. A streamed answer adds its recording under ``s`` (optional, so entries written
-before streams were recorded still read, and older readers ignore it). Anything malformed raises :class:`CodecError`; the engine treats that as a miss,
+misread it. A streamed answer adds its recording under ``s``, and the writer the memory the
+decoded entry holds under ``z`` (both optional, so older entries still read, and older readers
+ignore them). Anything malformed raises :class:`CodecError`; the engine treats that as a miss,
 deletes the entry and counts an integrity error.
 """
 
