@@ -33,7 +33,9 @@ Rules that are not obvious from the code:
 Plain requests (string contents) take none of these paths: each rule first checks for the shape
 it rewrites, because key building is on every hit's path.
 
-Bump ``KEY_SCHEMA`` whenever any of this changes, so old entries are never read under new rules.
+Bump ``KEY_SCHEMA`` whenever any of this changes, so old entries are never read under new rules,
+and when the stored envelope changes (``_codec``), so old and new processes never read (and
+delete as corrupt) each other's entries. 3: the envelope became an array.
 """
 
 from __future__ import annotations
@@ -47,7 +49,7 @@ import xxhash
 from ._exceptions import KeyBuildError
 from ._models import CacheRequest
 
-KEY_SCHEMA = 2
+KEY_SCHEMA = 3
 
 #: Fields that can never change the answer. Anything not listed stays in the key.
 VOLATILE_FIELDS: frozenset[str] = frozenset(

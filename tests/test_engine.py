@@ -307,23 +307,40 @@ async def test_corrupt_and_mismatched_entries_are_misses(
         assert up.calls == 2
 
 
+#: Positions in the stored envelope (``_codec``): the tests below rewrite stored entries.
+POS = {"digest": 1, "created_at": 3, "ttl": 4, "model": 5, "usage": 6, "tags": 7, "category": 8}
+POS["held"] = 9
+
+
+async def stored(cache: Cache, key: str) -> list[Any]:
+    doc = orjson.loads((await cache.backend.get_many([key]))[0])  # type: ignore[union-attr,arg-type]
+    assert type(doc) is list
+    return doc
+
+
+async def rewrite(cache: Cache, key: str, field: str, value: Any) -> None:
+    doc = await stored(cache, key)
+    doc[POS[field]] = value
+    await cache.backend.set_many([(key, orjson.dumps(doc), None)])  # type: ignore[union-attr]
+
+
 @pytest.mark.parametrize(
     ("field", "bad"),
     [
-        ("u", [1, 2, "3", 4, 5]),
-        ("u", [[1], 2, 3, 4, 5]),
-        ("u", [1.5, 2, 3, 4, 5]),
-        ("u", [1, 2, 3]),
-        ("u", {"input": 1}),
-        ("c", "yesterday"),
-        ("z", "3 KB"),
-        ("z", 1.5),
-        ("c", True),
-        ("x", "60"),
-        ("g", ["faq", 7]),
-        ("m", 42),
-        ("k", ["news"]),
-        ("d", None),
+        ("usage", [1, 2, "3", 4, 5]),
+        ("usage", [[1], 2, 3, 4, 5]),
+        ("usage", [1.5, 2, 3, 4, 5]),
+        ("usage", [1, 2, 3]),
+        ("usage", {"input": 1}),
+        ("created_at", "yesterday"),
+        ("created_at", True),
+        ("held", "3 KB"),
+        ("held", 1.5),
+        ("ttl", "60"),
+        ("tags", ["faq", 7]),
+        ("model", 42),
+        ("category", ["news"]),
+        ("digest", None),
     ],
 )
 async def test_an_envelope_field_of_the_wrong_type_is_a_miss(field: str, bad: Any) -> None:
@@ -332,10 +349,23 @@ async def test_an_envelope_field_of_the_wrong_type_is_a_miss(field: str, bad: An
     async with Cache(MemoryBackend(), l1_max_entries=0) as cache:
         await cache.get_or_fetch(chat(), up.sender())
         key = cache.key_for(chat())
-        raw = (await cache.backend.get_many([key]))[0]  # type: ignore[union-attr]
-        doc = orjson.loads(raw)  # type: ignore[arg-type]
         assert (await cache.get_or_fetch(chat(), up.sender())).status.outcome == "hit"
-        await cache.backend.set_many([(key, orjson.dumps({**doc, field: bad}), None)])  # type: ignore[union-attr]
+        await rewrite(cache, key, field, bad)
+        r = await cache.get_or_fetch(chat(), up.sender())
+        assert r.status.outcome == "miss" and cache.stats().integrity_errors == 1
+
+
+@pytest.mark.parametrize(
+    "doc",
+    [{"v": 1, "d": "x"}, [1, "x"], [2, "x", None], "an answer", None],
+    ids=["the old object envelope", "an old array", "too short", "a string", "null"],
+)
+async def test_an_envelope_of_another_shape_or_version_is_a_miss(doc: Any) -> None:
+    up = Upstream()
+    async with Cache(MemoryBackend(), l1_max_entries=0) as cache:
+        await cache.get_or_fetch(chat(), up.sender())
+        key = cache.key_for(chat())
+        await cache.backend.set_many([(key, orjson.dumps(doc), None)])  # type: ignore[union-attr]
         r = await cache.get_or_fetch(chat(), up.sender())
         assert r.status.outcome == "miss" and cache.stats().integrity_errors == 1
 
@@ -345,24 +375,25 @@ async def test_an_envelope_from_before_one_hour_cache_writes_still_reads() -> No
     async with Cache(MemoryBackend(), l1_max_entries=0) as cache:
         await cache.get_or_fetch(chat(), up.sender())
         key = cache.key_for(chat())
-        doc = orjson.loads((await cache.backend.get_many([key]))[0])  # type: ignore[union-attr,arg-type]
-        await cache.backend.set_many([(key, orjson.dumps({**doc, "u": [7, 8, 0, 0]}), None)])  # type: ignore[union-attr]
+        await rewrite(cache, key, "usage", [7, 8, 0, 0])
         r = await cache.get_or_fetch(chat(), up.sender())
         assert r.status.outcome == "hit" and r.entry is not None
         assert (r.entry.usage.input_tokens, r.entry.usage.output_tokens) == (7, 8)
 
 
-async def test_an_envelope_from_a_newer_writer_with_more_usage_counts_still_reads() -> None:
-    """Counts are appended as the format grows (the fifth was): a reader takes the ones it
-    knows and never deletes a newer writer's entry as corrupt."""
+async def test_an_envelope_from_a_newer_writer_still_reads() -> None:
+    """The format grows by appending (usage counts, the fifth was; fields after the known ones):
+    a reader takes what it knows and never deletes a newer writer's entry as corrupt."""
     up = Upstream()
     async with Cache(MemoryBackend(), l1_max_entries=0) as cache:
         await cache.get_or_fetch(chat(), up.sender())
         key = cache.key_for(chat())
-        doc = orjson.loads((await cache.backend.get_many([key]))[0])  # type: ignore[union-attr,arg-type]
-        await cache.backend.set_many([(key, orjson.dumps({**doc, "u": [7, 8, 0, 0, 0, 9]}), None)])  # type: ignore[union-attr]
+        await rewrite(cache, key, "usage", [7, 8, 0, 0, 0, 9])
+        doc = await stored(cache, key)
+        await cache.backend.set_many([(key, orjson.dumps([*doc, None, "later"]), None)])  # type: ignore[union-attr]
         r = await cache.get_or_fetch(chat(), up.sender())
         assert r.status.outcome == "hit" and cache.stats().integrity_errors == 0
+        assert r.entry is not None and r.entry.usage.input_tokens == 7
 
 
 async def test_clear_reaches_other_processes_sharing_the_store(tmp_path: Any) -> None:

@@ -228,10 +228,10 @@ def _text(text: str) -> dict[str, Any]:
     return {"type": "text", "text": text}
 
 
-def test_key_schema_was_bumped_for_the_new_rules() -> None:
-    assert KEY_SCHEMA == 2
+def test_key_schema_was_bumped_for_the_new_envelope() -> None:
+    assert KEY_SCHEMA == 3
     key_string = Cache(namespace="app").key_for(chat())
-    assert key_string.split(":")[2] == "v2"
+    assert key_string.split(":")[2] == "v3"
 
 
 def test_openai_data_url_image_is_keyed_by_content() -> None:
