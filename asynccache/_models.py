@@ -87,7 +87,7 @@ def check_ttl(name: str, ttl: object) -> None:
 DEFAULT_OPTIONS = CacheOptions()
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True)
 class CacheRequest:
     """What the engine needs to know about one upstream call.
 
@@ -190,15 +190,12 @@ class CachedResponse:
 # CachedResponse — more than the L1 lookup they report. Every hit builds both, so the engine
 # fills the fields directly instead. The objects are the same frozen dataclasses (equal, hashable,
 # immutable from outside); these functions are only for values the engine already validated.
-# CacheStatus and CachedResponse have no slots, on purpose: a hit builds both and drops them, and
-# filling an instance dict costs less than calling a slot's setter per field (an L1 hit: 34,654
-# -> 32,407 instructions, benchmarks/instructions.py). Long-lived objects (Entry, Usage) keep slots.
+# CacheRequest, CacheStatus and CachedResponse have no slots, on purpose: every call builds them
+# and drops them, and filling an instance dict costs less than calling a slot's setter per field
+# (an L1 hit: 34,654 -> 32,407 instructions, benchmarks/instructions.py). Long-lived objects
+# (Entry, Usage) keep their slots.
 
 _new = object.__new__
-_set_provider, _set_endpoint, _set_body, _set_tenant, _set_options = (
-    CacheRequest.__dict__[name].__set__
-    for name in ("provider", "endpoint", "body", "tenant", "options")
-)
 _set_u_in, _set_u_out, _set_u_cached, _set_u_write, _set_u_write_1h = (
     Usage.__dict__[name].__set__
     for name in (
@@ -274,11 +271,12 @@ def request_of(
     if tenant is not None or options is not None:
         _check_request(tenant, options)
     request = _new(CacheRequest)
-    _set_provider(request, provider)
-    _set_endpoint(request, endpoint)
-    _set_body(request, body)
-    _set_tenant(request, tenant)
-    _set_options(request, options)
+    d = request.__dict__
+    d["provider"] = provider
+    d["endpoint"] = endpoint
+    d["body"] = body
+    d["tenant"] = tenant
+    d["options"] = options
     return request
 
 

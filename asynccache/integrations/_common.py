@@ -8,7 +8,6 @@ object it wraps (composition: we never subclass the SDK's clients).
 from __future__ import annotations
 
 import copy
-from collections.abc import Mapping
 from typing import Any
 
 import orjson
@@ -29,8 +28,13 @@ _PLAIN_TYPES = frozenset({str, int, float, bool, list, dict, tuple, type(None)})
 _SENTINEL_NAMES = frozenset({"NotGiven", "Omit"})
 
 
-def clean_params(params: Mapping[str, Any]) -> dict[str, Any]:
-    """Drop the SDKs' "not given" sentinels (``NOT_GIVEN``, ``omit``): they mean "unset"."""
+def clean_params(params: dict[str, Any]) -> dict[str, Any]:
+    """Drop the SDKs' "not given" sentinels (``NOT_GIVEN``, ``omit``): they mean "unset".
+
+    ``params`` is the caller's own ``**kwargs`` dict: returned as it is when every value has a
+    plain type (one C-level pass, the usual call), else a copy without the sentinels."""
+    if _PLAIN_TYPES.issuperset(map(type, params.values())):
+        return params
     return {
         k: v
         for k, v in params.items()
@@ -53,7 +57,7 @@ def request_body(params: dict[str, Any]) -> dict[str, Any]:
 def tag(obj: Any, status: CacheStatus) -> Any:
     """Attach where an answer came from, without touching its fields (equality and
     ``model_dump`` are unchanged)."""
-    object.__setattr__(obj, _STATUS_ATTR, status)
+    vars(obj)[_STATUS_ATTR] = status  # what object.__setattr__ would do, without its lookups
     return obj
 
 
