@@ -3,8 +3,11 @@
 L1's byte bound (``l1_max_bytes``) is a promise about the process's memory, so it must count
 what the decoded answer costs in Python objects, not the length of its JSON: a 2 KB answer is
 about 3.5 KB of dicts, strings and numbers, and an answer made of many small numbers far more.
-The walk runs once per entry put in L1 (after an upstream call, or on the first L2 hit of a
-key in this process), never on an L1 hit.
+The walk runs once per answer, in the process that stores it (after its upstream call); the
+size goes into the stored entry, so another process's L2 hit puts the answer in its L1 without
+walking it again (3.6 us for a 1 KB ChatCompletion, timeit). The writer measured its own
+objects; the reader's, decoded from JSON, are the same size or a little smaller (a list built by
+appending keeps spare room), so the reader's L1 errs towards holding less than its bound.
 
 What is left out, on purpose: objects every entry shares (``None``, booleans, small ints, and
 the short field names of records, which orjson and CPython reuse across objects), so a
