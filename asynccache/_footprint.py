@@ -5,9 +5,11 @@ what the decoded answer costs in Python objects, not the length of its JSON: a 2
 about 3.5 KB of dicts, strings and numbers, and an answer made of many small numbers far more.
 The walk runs once per answer, in the process that stores it (after its upstream call); the
 size goes into the stored entry, so another process's L2 hit puts the answer in its L1 without
-walking it again (3.6 us for a 1 KB ChatCompletion, timeit). The writer measured its own
-objects; the reader's, decoded from JSON, are the same size or a little smaller (a list built by
-appending keeps spare room), so the reader's L1 errs towards holding less than its bound.
+walking it again (3.6 us for a 1 KB ChatCompletion, timeit). The writer measures its own
+objects after encoding them, when each non-ASCII string holds the UTF-8 copy orjson leaves in
+it; the reader's, decoded from JSON, are the same size or smaller (no UTF-8 copy until something
+encodes them; no spare room in lists), so the reader's L1 errs towards holding less than its
+bound.
 
 What is left out, on purpose: objects every entry shares (``None``, booleans, small ints, and
 the short field names of records, which orjson and CPython reuse across objects), so a

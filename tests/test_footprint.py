@@ -13,10 +13,14 @@ import pytest
 
 from asynccache import Cache, CacheRequest
 
+LATIN = "lorem ipsum dolor sit amet "
+CYRILLIC = "привет как дела у тебя сегодня "  # noqa: RUF001 (Cyrillic on purpose)
+JAPANESE = "今日はいい天気ですね、散歩に行きましょう。"
 
-def answer(i: int, content_len: int) -> Any:
+
+def answer(i: int, content_len: int, words: str = LATIN) -> Any:
     """A ChatCompletion as the SDK wrapper stores it (decoded by orjson, as from the wire)."""
-    content = (f"answer {i} " + "lorem ipsum dolor sit amet " * 400)[:content_len]
+    content = (f"answer {i} " + words * (content_len // len(words) + 1))[:content_len]
     return orjson.loads(
         orjson.dumps(
             {
@@ -38,8 +42,14 @@ def answer(i: int, content_len: int) -> Any:
     )
 
 
-@pytest.mark.parametrize("content_len", [50, 2_000, 8_000])
-async def test_a_full_l1_holds_its_byte_bound_within_ten_percent(content_len: int) -> None:
+@pytest.mark.parametrize(
+    ("content_len", "words"),
+    [(50, LATIN), (2_000, LATIN), (8_000, LATIN), (2_000, CYRILLIC), (2_000, JAPANESE)],
+)
+async def test_a_full_l1_holds_its_byte_bound_within_ten_percent(
+    content_len: int, words: str
+) -> None:
+    """Non-ASCII answers too: encoding one leaves a UTF-8 copy in each of its strings."""
     bound = 2 << 20
     requests = [
         CacheRequest("openai", "chat.completions", {"model": "m", "messages": [str(i)]})
@@ -50,7 +60,7 @@ async def test_a_full_l1_holds_its_byte_bound_within_ten_percent(content_len: in
         tracemalloc.start()
         try:
             for i, request in enumerate(requests):
-                value = answer(i, content_len)
+                value = answer(i, content_len, words)
 
                 async def send(value: Any = value) -> Any:
                     return value
