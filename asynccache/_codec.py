@@ -104,13 +104,9 @@ _NUMBERS = (int, float)
 
 def _usage(counts: Any) -> Usage:
     """The token counts: four in entries written before 1-hour cache writes were counted, five
-    now; a later writer may append more, which this reader ignores (never deletes)."""
-    if type(counts) is not list:
-        raise CodecError("corrupt entry: usage must be a list of at least 4 counts")
-    usage = _usages.get(tuple(counts))
-    if usage is not None:  # counts equal to ones checked before (1 == 1.0 == True: same Usage)
-        return usage
-    if len(counts) < 4:
+    now; a later writer may append more, of any type, which this reader ignores (never
+    deletes). Types are checked before the memo is asked: ``True == 1 == 1.0`` there."""
+    if type(counts) is not list or len(counts) < 4:
         raise CodecError("corrupt entry: usage must be a list of at least 4 counts")
     inp, out, cached, write = counts[0], counts[1], counts[2], counts[3]
     write_1h = counts[4] if len(counts) > 4 else 0
@@ -122,14 +118,17 @@ def _usage(counts: Any) -> Usage:
         or type(write_1h) is not int
     ):
         raise CodecError("corrupt entry: usage counts must be integers")
-    if len(_usages) >= _MAX_USAGES:
-        _usages.clear()
-    usage = _usages[tuple(counts)] = usage_of(inp, out, cached, write, write_1h)
+    key = (inp, out, cached, write, write_1h)
+    usage = _usages.get(key)
+    if usage is None:
+        if len(_usages) >= _MAX_USAGES:
+            _usages.clear()
+        usage = _usages[key] = usage_of(inp, out, cached, write, write_1h)
     return usage
 
 
 #: Usage objects are immutable, and every L2 hit of one answer decodes the same counts: sharing
 #: one object per counts saves building it, and lets the stats recorder price it once (it
 #: remembers prices by Usage identity). Bounded; a clear costs only a re-build.
-_usages: dict[tuple[Any, ...], Usage] = {}
+_usages: dict[tuple[int, int, int, int, int], Usage] = {}
 _MAX_USAGES = 4096

@@ -330,6 +330,7 @@ async def rewrite(cache: Cache, key: str, field: str, value: Any) -> None:
         ("usage", [1, 2, "3", 4, 5]),
         ("usage", [[1], 2, 3, 4, 5]),
         ("usage", [1.5, 2, 3, 4, 5]),
+        ("usage", [True, 2.0, 3, 4, 5]),
         ("usage", [1, 2, 3]),
         ("usage", {"input": 1}),
         ("created_at", "yesterday"),
@@ -344,10 +345,13 @@ async def rewrite(cache: Cache, key: str, field: str, value: Any) -> None:
     ],
 )
 async def test_an_envelope_field_of_the_wrong_type_is_a_miss(field: str, bad: Any) -> None:
-    """Stored bytes come from other processes and versions: every field is checked on read."""
+    """Stored bytes come from other processes and versions: every field is checked on read,
+    whatever was read before (1, 2, 3, 4, 5 as counts first: ``1 == 1.0 == True``)."""
     up = Upstream()
     async with Cache(MemoryBackend(), l1_max_entries=0) as cache:
         await cache.get_or_fetch(chat(), up.sender())
+        await rewrite(cache, cache.key_for(chat()), "usage", [1, 2, 3, 4, 5])
+        assert (await cache.get_or_fetch(chat(), up.sender())).status.outcome == "hit"
         key = cache.key_for(chat())
         assert (await cache.get_or_fetch(chat(), up.sender())).status.outcome == "hit"
         await rewrite(cache, key, field, bad)
@@ -388,7 +392,7 @@ async def test_an_envelope_from_a_newer_writer_still_reads() -> None:
     async with Cache(MemoryBackend(), l1_max_entries=0) as cache:
         await cache.get_or_fetch(chat(), up.sender())
         key = cache.key_for(chat())
-        await rewrite(cache, key, "usage", [7, 8, 0, 0, 0, 9])
+        await rewrite(cache, key, "usage", [7, 8, 0, 0, 0, 9, {"reasoning": 3}])
         doc = await stored(cache, key)
         await cache.backend.set_many([(key, orjson.dumps([*doc, None, "later"]), None)])  # type: ignore[union-attr]
         r = await cache.get_or_fetch(chat(), up.sender())
