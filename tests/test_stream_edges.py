@@ -670,3 +670,22 @@ async def test_streams_never_read_or_left_early_leak_nothing(
     await asyncio.sleep(0.05)
     assert not seen, seen
     assert fp.pending_failures == 0
+
+
+async def test_a_schema_dict_as_output_format_is_refused_as_the_sdk_refuses_it() -> None:
+    """The wrapper hands ``output_format`` to the SDK's own helper untouched (it takes a type,
+    not a dict); it must never vanish on the way, sending the request without its format."""
+    schema = {"type": "json_schema", "schema": {"type": "object", "properties": {}}}
+
+    async def use(client: Any) -> None:
+        async with client.messages.stream(**CLAUDE, output_format=schema) as s:
+            await s.get_final_message()
+
+    async with FakeProvider() as fp:
+        claude = anthropic.AsyncAnthropic(base_url=fp.anthropic_base_url, api_key="sk-ant-test")
+        async with claude, Cache.from_url("memory://") as cache:
+            with pytest.raises(TypeError, match="output_format"):
+                await use(claude)
+            with pytest.raises(TypeError, match="output_format"):
+                await use(wrap_anthropic(claude, cache))
+        assert fp.calls == 0

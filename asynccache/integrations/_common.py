@@ -32,7 +32,8 @@ def clean_params(params: dict[str, Any]) -> dict[str, Any]:
     """Drop the SDKs' "not given" sentinels (``NOT_GIVEN``, ``omit``): they mean "unset".
 
     ``params`` is the caller's own ``**kwargs`` dict: returned as it is when every value has a
-    plain type (one C-level pass, the usual call), else a copy without the sentinels."""
+    plain type (one C-level pass, the usual call), else a copy without the sentinels. Either
+    way the result must not be changed in place: it may be ``params`` itself."""
     if _PLAIN_TYPES.issuperset(map(type, params.values())):
         return params
     return {

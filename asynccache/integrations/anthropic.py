@@ -75,9 +75,11 @@ class _Messages(Passthrough):
     def stream(self, *, cache_options: CacheOptions | None = None, **kwargs: Any) -> Any:
         """The SDK's ``messages.stream()`` helper over a cached stream: use it as
         ``async with client.messages.stream(...) as stream:``."""
-        params = clean_params(kwargs)
-        if params.pop("output_format", None) is not None:
+        params = clean_params(kwargs)  # may be ``kwargs`` itself: never changed in place
+        if params.get("output_format") is not None:
             return self._inner.stream(**kwargs)
+        if "output_format" in params:  # given as None: unset
+            params = {k: v for k, v in params.items() if k != "output_format"}
         return _MessageStreamManager(
             lambda: self.create(cache_options=cache_options, **params, stream=True)
         )
