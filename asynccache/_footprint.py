@@ -21,6 +21,7 @@ hold a little less than its bound.
 
 from __future__ import annotations
 
+import struct
 import sys
 from typing import Any
 
@@ -37,6 +38,9 @@ _SHARED_KEY_LEN = 64
 #: taken for a table (ids or names to values), whose keys are its own and are charged.
 _RECORD_KEYS = 32
 _getsizeof = sys.getsizeof
+#: Where object sizes are the same: the CPython version, its ABI flags (a free-threaded build's
+#: objects are larger) and the pointer width. A size hint is only taken from the same tag.
+SIZES = f"{sys.implementation.cache_tag}{getattr(sys, 'abiflags', '')}-{struct.calcsize('P') * 8}"
 
 
 def footprint(key: str, entry: Entry, held: int | None = None) -> int:

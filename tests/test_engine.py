@@ -309,7 +309,7 @@ async def test_corrupt_and_mismatched_entries_are_misses(
 
 #: Positions in the stored envelope (``_codec``): the tests below rewrite stored entries.
 POS = {"digest": 1, "created_at": 3, "ttl": 4, "model": 5, "usage": 6, "tags": 7, "category": 8}
-POS["held"] = 9
+POS["held"] = 9  # [the writer's object-size tag, bytes]
 
 
 async def stored(cache: Cache, key: str) -> list[Any]:
@@ -337,6 +337,8 @@ async def rewrite(cache: Cache, key: str, field: str, value: Any) -> None:
         ("created_at", True),
         ("held", "3 KB"),
         ("held", 1.5),
+        ("held", 4096),
+        ("held", ["cpython-311-64", "4 KB"]),
         ("ttl", "60"),
         ("tags", ["faq", 7]),
         ("model", 42),
