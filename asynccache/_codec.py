@@ -79,7 +79,10 @@ def decode(raw: bytes) -> tuple[Entry, int | None]:
             or (category is not None and type(category) is not str)
             or type(tags) is not list
             or (tags and not all(type(tag) is str for tag in tags))
-            or (hint is not None and not _is_hint(hint))
+            or (
+                hint is not None
+                and (type(hint) is not list or len(hint) != 2 or type(hint[1]) is not int)
+            )
         ):
             raise CodecError("corrupt entry: a field has the wrong type")
         entry = entry_of(
@@ -102,10 +105,6 @@ def decode(raw: bytes) -> tuple[Entry, int | None]:
 
 
 _NUMBERS = (int, float)
-
-
-def _is_hint(hint: Any) -> bool:
-    return type(hint) is list and len(hint) == 2 and type(hint[0]) is str and type(hint[1]) is int
 
 
 def _usage(counts: Any) -> Usage:
