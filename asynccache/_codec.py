@@ -2,16 +2,19 @@
 
 An orjson array, versioned, so a reader can refuse what it does not understand rather than
 misread it: ``[version, digest, tenant, created_at, ttl, model, usage counts, tags, category,
-held, value]``, then the stream recording for a streamed answer. ``held`` is the memory the
-decoded entry holds (``_footprint``), measured by its writer so a reader's L1 need not measure
-it again: ``[the writer's object-size tag, bytes]``, or None when unknown. Object sizes differ
-between CPython versions and builds, so a reader takes only a hint written where they match. An array, not an object: orjson reads it in a fifth less time and
-the reader takes its fields by position without a lookup each (an L2 hit: about 8,500 fewer
-instructions). A later writer may append fields, which this reader ignores; a change in the
-meaning of a position needs a new ``ENVELOPE_VERSION`` and a new ``KEY_SCHEMA`` (so old and
-new processes never read each other's entries). Anything malformed raises
-:class:`CodecError`; the engine treats that as a miss, deletes the entry and counts an
-integrity error.
+held, value]``, then the stream recording for a streamed answer.
+
+``held`` is the memory the decoded entry holds (``_footprint``), measured by its writer so a
+reader's L1 need not measure it again: ``[the writer's object-size tag, bytes]``, or None.
+Object sizes differ between CPython versions and builds, so a reader takes the hint only from a
+writer with its own tag.
+
+An array, not an object: orjson reads it faster and the reader takes its fields by position, not
+by a lookup each (an L2 hit: 106,175 -> 98,566 instructions). A later writer may append fields,
+which this reader ignores; a change in the meaning of a position needs a new
+``ENVELOPE_VERSION`` and a new ``KEY_SCHEMA`` (so old and new processes never read each other's
+entries). Anything malformed raises :class:`CodecError`; the engine treats that as a miss,
+deletes the entry and counts an integrity error.
 """
 
 from __future__ import annotations
@@ -60,10 +63,11 @@ def encode(entry: Entry, held: int | None = None) -> bytes:
 
 
 def decode(raw: bytes) -> tuple[Entry, int | None]:
-    """The entry in ``raw`` and its writer's memory-size hint (None if absent); every field is
-    type-checked, since another process (or version, or a corrupted store) wrote it. Runs on
-    every L2 hit, so the checks are plain type tests and the entry is built with the engine's
-    fast constructors. The hint is only type-checked here: ``_footprint.plausible`` judges it."""
+    """The entry in ``raw`` and its writer's memory-size hint (None if absent or written where
+    object sizes differ); every field is type-checked, since another process (or version, or a
+    corrupted store) wrote it. Runs on every L2 hit, so the checks are plain type tests and the
+    entry is built with the engine's fast constructors. ``_footprint.plausible`` judges the
+    hint's value."""
     try:
         doc = orjson.loads(raw)
         if type(doc) is not list or len(doc) < _FIELDS or doc[0] != ENVELOPE_VERSION:
