@@ -2,22 +2,21 @@
 
 Why: on a shared VM, wall-clock and CPU-time figures move by 10-30 % from run to run, more than
 most single hot-path changes are worth, so a change measured that way is often a guess.
-``valgrind --tool=callgrind`` counts the instructions the process executes, which is the same
-on every run of the same code and inputs, whatever else the machine does. The count is not a
-time (cache misses and branch mispredictions are not in it), but for Python code, where the
-interpreter's own work dominates, fewer instructions has meant less CPU time in every change
-measured this way.
+``valgrind --tool=callgrind`` counts the instructions the process executes, which repeat within
+1-2 % on every run of the same code, whatever else the machine does. A count is not a time
+(cache misses and branch mispredictions are not in it), but for the changes measured both ways
+here, fewer instructions went with less time.
 
 Each scenario runs twice in a child Python under callgrind, with two numbers of hits; the
 difference divided by the extra hits is the cost of one hit, free of start-up, imports and
-warm-up. The anchors are issue 4's bare-minimum versions of the same job (``_hits.py``), so
-they show what the bare job costs. Compare counts of one path across versions, not paths with
-each other: orjson and xxh3 do many bytes per instruction (SIMD), the interpreter a few
-instructions per byte, so an anchor's count is far smaller than its share of the time. Under valgrind the client runs ~50x slower while
-redis-server does not, so Redis batches are always full here: this counts the per-hit work,
-not how well batches fill under real timing.
+warm-up. The anchors are issue 4's bare-minimum versions of the same job (``_hits.py``): what
+the bare job costs. Compare counts of one path across versions, not paths with each other:
+orjson and xxh3 do many bytes per instruction (SIMD), the interpreter a few instructions per
+byte, so an anchor's count is far smaller than its share of the time. Under valgrind the client
+runs ~50x slower while redis-server does not, so Redis batches are always full here: this
+counts the per-hit work, not how well batches fill under real timing.
 
-    python benchmarks/instructions.py            # every scenario (about 2 minutes)
+    python benchmarks/instructions.py            # every scenario (about 2.5 minutes)
     python benchmarks/instructions.py l1 l2      # some
 
 Needs valgrind (``apt-get install valgrind``) and redis-server; it starts its own server on a
