@@ -159,6 +159,18 @@ async def _peer_ops(
     return [lambda b=b: peer.get(naive_key(b)) for b in bodies]  # type: ignore[misc]
 
 
+async def _peer_contenders(
+    ctx: Ctx, stack: AsyncExitStack, specs: Sequence[PeerSpec], bodies: Sequence[dict[str, Any]]
+) -> list[Contender]:
+    """Every peer that could be opened, with one op per body."""
+    out: list[Contender] = []
+    for spec in specs:
+        ops = await _peer_ops(ctx, stack, spec, bodies)
+        if ops is not None:
+            out.append((spec.name, ops))
+    return out
+
+
 async def _interleaved(
     ctx: Ctx, contenders: Sequence[Contender], *, io: bool
 ) -> dict[str, tuple[Latency, Throughput]]:
@@ -209,10 +221,7 @@ async def l1_hits(ctx: Ctx) -> None:
         ]
         if ctx.rec.with_peers:
             contenders.append((WRAPPER, _wrapper_ops(ctx, bodies)))
-        for spec in specs:
-            ops = await _peer_ops(ctx, stack, spec, bodies)
-            if ops is not None:
-                contenders.append((spec.name, ops))
+        contenders += await _peer_contenders(ctx, stack, specs, bodies)
         got = await _interleaved(ctx, contenders, io=False)
         _check_hits(ctx, cache, io=False)
     lat, thr = got[OURS]
@@ -255,10 +264,7 @@ async def l2_hits(ctx: Ctx) -> None:
         if ctx.rec.with_peers:
             contenders.append((RAW_GET, await _raw_redis_ops(ctx, stack, bodies)))
             contenders.append((MGET_ANCHOR, await _mget_anchor_ops(ctx, stack, bodies)))
-        for spec in specs:
-            ops = await _peer_ops(ctx, stack, spec, bodies)
-            if ops is not None:
-                contenders.append((spec.name, ops))
+        contenders += await _peer_contenders(ctx, stack, specs, bodies)
         got = await _interleaved(ctx, contenders, io=True)
         _check_hits(ctx, cache, io=True)
     for mid, label, kind, pick in rows:

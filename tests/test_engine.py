@@ -308,8 +308,16 @@ async def test_corrupt_and_mismatched_entries_are_misses(
 
 
 #: Positions in the stored envelope (``_codec``): the tests below rewrite stored entries.
-POS = {"digest": 1, "created_at": 3, "ttl": 4, "model": 5, "usage": 6, "tags": 7, "category": 8}
-POS["held"] = 9  # [the writer's object-size tag, bytes]
+POS = {
+    "digest": 1,
+    "created_at": 3,
+    "ttl": 4,
+    "model": 5,
+    "usage": 6,
+    "tags": 7,
+    "category": 8,
+    "held": 9,  # [the writer's object-size tag, bytes]
+}
 
 
 async def stored(cache: Cache, key: str) -> list[Any]:
