@@ -17,6 +17,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
+from typing import Any
 
 from ._models import Usage
 
@@ -133,9 +134,9 @@ class CacheStats:
         return self.input_tokens_saved + self.output_tokens_saved
 
 
-#: (usage, model, USD one hit saves, 1 if the model has no price but tokens were used)
-_Priced = tuple[Usage, str | None, float, int]
-_MAX_PRICED = 4096
+#: Hits of one stored answer not yet added to the totals: [usage, model, hits]
+_Tally = list[Any]
+_MAX_TALLIES = 4096
 
 
 class StatsRecorder:
@@ -144,7 +145,7 @@ class StatsRecorder:
     def __init__(self, prices: Mapping[str, Price] = DEFAULT_PRICES) -> None:
         self.prices = prices
         self._price_cache: dict[str | None, Price | None] = {}  # model -> price, resolved once
-        self._priced: dict[int, _Priced] = {}  # id(usage) -> what one more hit of it saves
+        self._tallies: dict[int, _Tally] = {}  # id(usage) -> its hits since the last fold
         self.reset()
 
     def reset(self) -> None:
@@ -155,44 +156,56 @@ class StatsRecorder:
         self.backend_errors = self.breaker_open_skips = 0
         self.input_tokens_saved = self.output_tokens_saved = self.unpriced_hits = 0
         self.usd_saved = 0.0
+        self._tallies = {}
         self.cat_hits: dict[str, int] = {}
         self.cat_misses: dict[str, int] = {}
 
     def saved(self, model: str | None, usage: Usage, category: str | None) -> None:
         """Account one call that did not go upstream.
 
-        Every hit comes here, and most hits repeat an answer already priced: the price of each
-        stored answer's usage is remembered by the identity of its (immutable) ``Usage``, so a
-        repeat costs one dict lookup instead of a price search and ``cost_of``."""
-        known = self._priced.get(id(usage))
-        if known is None or known[0] is not usage or known[1] != model:
-            known = self._price_usage(model, usage)
-        self.input_tokens_saved += usage.input_tokens
-        self.output_tokens_saved += usage.output_tokens
-        self.usd_saved += known[2]
-        self.unpriced_hits += known[3]
+        Every hit comes here, and most hits repeat an answer already counted: a hit only adds
+        one to its answer's tally (found by the identity of its immutable ``Usage``), and the
+        tokens and dollars are added up when the totals are read (``_fold``), once per answer
+        instead of once per hit."""
+        tally = self._tallies.get(id(usage))
+        if tally is None or tally[0] is not usage or tally[1] != model:
+            tally = self._tally(model, usage)
+        tally[2] += 1
         if category is not None:
             self.cat_hits[category] = self.cat_hits.get(category, 0) + 1
 
-    def _price_usage(self, model: str | None, usage: Usage) -> _Priced:
+    def _tally(self, model: str | None, usage: Usage) -> _Tally:
+        tallies = self._tallies
+        old = tallies.get(id(usage))
+        if old is not None:  # the same usage under another model, or an id reused
+            self._fold(old)
+        if len(tallies) >= _MAX_TALLIES:  # bounded, whatever the traffic
+            self._fold_all()
+            tallies.clear()
+        # Keyed by id() and holding the Usage itself, so the id cannot be reused while it is here.
+        tally = tallies[id(usage)] = [usage, model, 0]
+        return tally
+
+    def _fold(self, tally: _Tally) -> None:
+        """Add a tally's hits to the totals: tokens and dollars, priced once for all of them."""
+        usage, model, hits = tally
+        if not hits:
+            return
+        tally[2] = 0
+        self.input_tokens_saved += hits * usage.input_tokens
+        self.output_tokens_saved += hits * usage.output_tokens
         try:
             price = self._price_cache[model]
         except KeyError:
             price = self._price_cache[model] = price_of(model, self.prices)
-        if price is None:
-            known: _Priced = (
-                usage,
-                model,
-                0.0,
-                int(bool(usage.input_tokens or usage.output_tokens)),
-            )
-        else:
-            known = (usage, model, cost_of(usage, price), 0)
-        if len(self._priced) >= _MAX_PRICED:  # bounded, whatever the traffic
-            self._priced.clear()
-        # Keyed by id() and holding the Usage itself, so the id cannot be reused while remembered.
-        self._priced[id(usage)] = known
-        return known
+        if price is not None:
+            self.usd_saved += hits * cost_of(usage, price)
+        elif usage.input_tokens or usage.output_tokens:
+            self.unpriced_hits += hits
+
+    def _fold_all(self) -> None:
+        for tally in self._tallies.values():
+            self._fold(tally)
 
     def missed(self, category: str | None) -> None:
         self.misses += 1
@@ -200,6 +213,7 @@ class StatsRecorder:
             self.cat_misses[category] = self.cat_misses.get(category, 0) + 1
 
     def snapshot(self) -> CacheStats:
+        self._fold_all()
         cats = {
             name: CategoryStats(self.cat_hits.get(name, 0), self.cat_misses.get(name, 0))
             for name in sorted(self.cat_hits.keys() | self.cat_misses.keys())

@@ -158,3 +158,36 @@ def test_a_malformed_answer_is_returned_but_never_stored() -> None:
     facts = inspect_answer("openai", "chat.completions", answer)
     decision = CachePolicy().check_answer(facts, 100)
     assert not decision.ok and "wrong type" in (decision.reason or "")
+
+
+def test_savings_tallied_per_answer_add_up_like_hits_one_by_one() -> None:
+    """Hits are tallied per stored answer and priced when the totals are read (``_stats``): the
+    totals match pricing every hit, across a snapshot taken midway, an answer's usage met
+    under a second model, more answers than the tallies hold, and a reset."""
+    from asynccache._stats import _MAX_TALLIES, DEFAULT_PRICES, StatsRecorder, cost_of, price_of
+
+    def usage(n: int) -> Any:
+        answer = {"choices": [], "usage": {"prompt_tokens": n, "completion_tokens": 1}}
+        return inspect_answer("openai", "chat.completions", answer).usage
+
+    hot, cold = usage(1000), usage(7)
+    hits = [("gpt-4o-mini", hot)] * 5 + [("gpt-4o", hot)] * 3 + [("no-such-model", cold)] * 2
+    hits += [("gpt-4o-mini", usage(i + 1)) for i in range(_MAX_TALLIES + 10)]
+    hits += [("gpt-4o-mini", hot)] * 4
+    recorder = StatsRecorder()
+    for i, (model, used) in enumerate(hits):
+        recorder.saved(model, used, "faq" if i % 2 else None)
+        if i == 6:
+            midway = recorder.snapshot()
+            assert midway.input_tokens_saved == 7 * 1000
+    totals = recorder.snapshot()
+    assert totals.input_tokens_saved == sum(u.input_tokens for _, u in hits)
+    assert totals.output_tokens_saved == len(hits)
+    priced = [(price_of(m, DEFAULT_PRICES), u) for m, u in hits]
+    assert totals.usd_saved == pytest.approx(sum(cost_of(u, p) for p, u in priced if p), rel=1e-9)
+    assert totals.unpriced_hits == 2
+    assert totals.by_category["faq"].hits == len(hits) // 2
+    recorder.saved("gpt-4o-mini", hot, None)
+    recorder.reset()
+    recorder.saved("gpt-4o-mini", hot, None)
+    assert recorder.snapshot().input_tokens_saved == 1000
