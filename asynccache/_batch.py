@@ -35,7 +35,7 @@ async def get_or_fetch_many(
     st = cache._stats
     st.requests += len(requests)
     opts = requests[0].options or cache._scoped.get()
-    decisions = [cache.policy.check_request(r) for r in requests]
+    decisions = [cache._admit(r)[0] for r in requests]
     reason = (
         "mode=skip"
         if opts.mode == "skip"

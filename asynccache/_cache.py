@@ -37,10 +37,9 @@ from ._models import (
     CacheStatus,
     Entry,
     Layer,
-    response_of,
-    status_of,
+    answer_of,
 )
-from ._policy import CachePolicy
+from ._policy import CachePolicy, Decision
 from ._recording import Recording, StreamShape
 from ._retry import NO_RETRY, RetryPolicy
 from ._singleflight import FollowerTimeout, SingleFlight
@@ -56,6 +55,11 @@ logger = logging.getLogger("asynccache")
 
 F = TypeVar("F", bound=Callable[..., Awaitable[Any]])
 Sender = Callable[[], Awaitable[Any]]
+#: The policy's decision on a request, and its digest if it may be cached.
+Admitted = tuple[Decision, str | None]
+#: Requests whose admission is remembered, per generation of that memo (two generations: bounded
+#: memory, about 1.5 MB at most, and no big free at once).
+_ADMITTED = 4096
 
 
 class Cache:
@@ -110,6 +114,8 @@ class Cache:
             )
         self.namespace = namespace
         self.prefix = prefix
+        self._admitted: dict[bytes, Admitted] = {}  # by _keys.as_given; see _admit
+        self._admitted_before: dict[bytes, Admitted] = {}
         self.policy = policy if policy is not None else CachePolicy()
         self.retry = retry if retry is not None else RetryPolicy()
         self.backend = backend
@@ -194,15 +200,47 @@ class Cache:
     def reset_stats(self) -> None:
         self._stats.reset()
 
+    @property
+    def policy(self) -> CachePolicy:
+        return self._policy
+
+    @policy.setter
+    def policy(self, policy: CachePolicy) -> None:
+        self._policy = policy
+        self._admitted, self._admitted_before = {}, {}  # decisions of the old policy
+
     # -- keys ----------------------------------------------------------------------------------
 
     def key_for(self, request: CacheRequest) -> str:
         """The storage key of a request (for logs, invalidation, debugging)."""
-        return self._layers.key(request.tenant, _keys.digest(request))
+        return self._key(request)[0]
 
     def _key(self, request: CacheRequest) -> tuple[str, str]:
-        digest = _keys.digest(request)
+        digest = self._admit(request)[1]
+        if digest is None:  # refused by the policy, yet its key is asked for (invalidate)
+            digest = _keys.digest(request)
         return self._layers.key(request.tenant, digest), digest
+
+    def _admit(self, request: CacheRequest) -> Admitted:
+        """The policy's decision on ``request`` and, if it may be cached, its digest.
+
+        Both are remembered by the request's plain fingerprint (``_keys.as_given``, where it
+        says why that is exact): a hit is a request seen before, and this saves it the policy
+        check and the key rules (get_or_fetch repeats the first lookup inline)."""
+        seen = _keys.as_given(request)
+        found = self._admitted.get(seen) if seen is not None else None
+        return found if found is not None else self._admit_new(request, seen)
+
+    def _admit_new(self, request: CacheRequest, seen: bytes | None) -> Admitted:
+        found = self._admitted_before.get(seen) if seen is not None else None
+        if found is None:
+            decision = self._policy.check_request(request)
+            found = (decision, _keys.digest(request) if decision.ok else None)
+        if seen is not None:
+            if len(self._admitted) >= _ADMITTED:
+                self._admitted_before, self._admitted = self._admitted, {}
+            self._admitted[seen] = found
+        return found
 
     async def _keyed(self, request: CacheRequest) -> tuple[str, str]:
         """The key under the current namespace generation (refreshed at most once a second)."""
@@ -230,8 +268,12 @@ class Cache:
         mode = opts.mode
         if mode == "skip":
             return await self._bypass(sender, "mode=skip", retry or self.retry)
-        decision = self.policy.check_request(request)
-        if not decision.ok:
+        seen = _keys.as_given(request)
+        known = self._admitted.get(seen) if seen is not None else None
+        if known is None:
+            known = self._admit_new(request, seen)
+        decision, digest = known
+        if digest is None:
             if mode == "only":
                 raise CacheMissError(
                     f"mode='only' but the request is not cacheable: {decision.reason}"
@@ -241,7 +283,6 @@ class Cache:
         if now >= self._layers.generation_due:
             await self._layers.refresh_generation()
             now = self._clock()  # that awaited the store: L1 expiry is judged after it
-        digest = _keys.digest(request)
         key = self._layers.key(request.tenant, digest)
         if mode != "refresh":
             l1 = self._l1
@@ -250,14 +291,14 @@ class Cache:
                 st.hits_l1 += 1
                 st.saved(entry.model, entry.usage, opts.category)
                 age = now - entry.created_at
-                return response_of(entry.value, status_of("hit", "l1", key, max(age, 0.0)), entry)
+                return answer_of(entry.value, "hit", "l1", key, age if age > 0.0 else 0.0, entry)
             if self.backend is not None:
                 entry = await self._layers.read(key, digest, request.tenant)
                 if entry is not None:
                     st.hits_l2 += 1
                     st.saved(entry.model, entry.usage, opts.category)
                     age = self._clock() - entry.created_at
-                    return response_of(entry.value, status_of("hit", "l2", key, age), entry)
+                    return answer_of(entry.value, "hit", "l2", key, age, entry)
             if mode == "only":
                 raise CacheMissError(f"mode='only' and no cached answer for key {key}")
         return await self._miss(key, digest, request, opts, sender, retry or self.retry)
@@ -316,7 +357,7 @@ class Cache:
                 return CachedResponse(landed.value, CacheStatus("miss", None, key), landed.entry)
             st.coalesced += 1
             st.saved(landed.facts.model, landed.facts.usage, opts.category)
-            return response_of(landed.value, status_of("coalesced", None, key), landed.entry)
+            return answer_of(landed.value, "coalesced", None, key, None, landed.entry)
         if flight is not None:  # refresh while a flight runs: fetch anew, do not replace it
             landed = await self._fly(key, digest, request, opts, sender, retry, recheck=False)
         else:

@@ -361,49 +361,36 @@ def _seed(provider: str, endpoint: str) -> int:
     return seed
 
 
-#: Digests of bodies seen recently, by the xxh3 of their plain serialisation (two generations
-#: of at most this many each: bounded memory, at most 1.3 MB, and no big free at once). Keyed by
-#: the 16 digest bytes: cheaper to make and to hash than the same digest as a 128-bit int.
-_MEMO_SIZE = 4096
-_recent: dict[bytes, str] = {}
-_older: dict[bytes, str] = {}
+def as_given(request: CacheRequest) -> bytes | None:
+    """A fingerprint of the request exactly as given: the xxh3 of its body's plain orjson
+    serialisation, seeded per provider and endpoint; None if orjson cannot take the body.
 
-
-def digest(request: CacheRequest) -> str:
-    """The full 128-bit xxh3 digest (32 hex chars) of the canonical request.
-
-    A hit is a request seen before, so the digest of each body is remembered by the hash of
-    its *plain* serialisation (orjson of the body as given). That costs the one
-    serialisation a key needs anyway and skips applying the key rules again (half the cost of
-    a key, on every hit). It is exact: equal plain bytes mean an equal JSON request, which is
-    what the provider sees, and the rules are a function of that request, so the remembered
-    digest is the one the rules would give. A body orjson cannot take as given (a mapping
-    type it does not know) just takes the full path."""
-    global _recent, _older
+    The engine remembers what it derived from a request (the policy's decision, the digest) by
+    this fingerprint. A hit is a request seen before, and this costs the one serialisation a
+    key needs anyway, where applying the key rules again costs as much once more. It is exact:
+    equal plain bytes are an equal JSON request, which is what the provider sees, and the
+    policy and the key rules are functions of that request, so what is remembered is what
+    they would give again."""
     seed = _seeds.get((request.provider, request.endpoint))
     if seed is None:
         seed = _seed(request.provider, request.endpoint)
     try:
         # Bare orjson first: its options cost half as much again as the serialisation itself
         # (non-str keys alone 0.3 µs of 0.6, timeit), and nearly no request needs them.
-        plain = xxhash.xxh3_128_digest(orjson.dumps(request.body), seed)
+        return xxhash.xxh3_128_digest(orjson.dumps(request.body), seed)
     except TypeError:
         try:  # int keys (logit_bias), SDK objects: same bytes wherever both can encode
-            plain = xxhash.xxh3_128_digest(orjson.dumps(request.body, _plain, _AS_GIVEN), seed)
+            return xxhash.xxh3_128_digest(orjson.dumps(request.body, _plain, _AS_GIVEN), seed)
         except TypeError:
-            return _digest(request, seed)
-    found = _recent.get(plain)
-    if found is None:
-        found = _older.get(plain)
-        if found is None:
-            found = _digest(request, seed)
-        if len(_recent) >= _MEMO_SIZE:
-            _older, _recent = _recent, {}
-        _recent[plain] = found
-    return found
+            return None
 
 
-def _digest(request: CacheRequest, seed: int) -> str:
+def digest(request: CacheRequest) -> str:
+    """The full 128-bit xxh3 digest (32 hex chars) of the canonical request: the key rules
+    applied every time (``Cache`` remembers digests by :func:`as_given`)."""
+    seed = _seeds.get((request.provider, request.endpoint))
+    if seed is None:
+        seed = _seed(request.provider, request.endpoint)
     return xxhash.xxh3_128_hexdigest(canonical_bytes(request), seed)
 
 

@@ -234,23 +234,25 @@ _set_u_in, _set_u_out, _set_u_cached, _set_u_write, _set_u_write_1h = (
 )
 
 
-def status_of(
-    outcome: Outcome, layer: Layer | None, key: str | None, age: float | None = None
-) -> CacheStatus:
-    """``CacheStatus(outcome, layer, key, age=age)``, at a third of the cost."""
+def answer_of(
+    value: Any,
+    outcome: Outcome,
+    layer: Layer | None,
+    key: str,
+    age: float | None,
+    entry: Entry | None,
+) -> CachedResponse:
+    """``CachedResponse(value, CacheStatus(outcome, layer, key, age=age), entry)``, at a third
+    of the cost: every hit and every follower builds one.
+
+    ``similarity`` and ``reason`` are left to their class defaults (None), which is where a
+    dataclass keeps them: reading, comparing and printing see them as usual."""
     status = _new(CacheStatus)
     d = status.__dict__
     d["outcome"] = outcome
     d["layer"] = layer
     d["key"] = key
-    d["similarity"] = None
     d["age"] = age
-    d["reason"] = None
-    return status
-
-
-def response_of(value: Any, status: CacheStatus, entry: Entry | None) -> CachedResponse:
-    """``CachedResponse(value, status, entry)``, at a third of the cost."""
     response = _new(CachedResponse)
     d = response.__dict__
     d["value"] = value

@@ -75,7 +75,7 @@ async def get_or_stream(
     opts = request.options or cache.current_options()
     if opts.mode == "skip":
         return await _bypass(cache, bypass, "mode=skip", retry)
-    decision = cache.policy.check_request(request)
+    decision = cache._admit(request)[0]
     if not decision.ok:
         if opts.mode == "only":
             raise CacheMissError(f"mode='only' but the request is not cacheable: {decision.reason}")

@@ -112,6 +112,28 @@ async def test_miss_then_hit_counts_and_saves(cache: Cache) -> None:
     assert st.hit_rate == 0.5
 
 
+async def test_remembered_decisions_follow_the_body_and_the_policy() -> None:
+    """The policy's decision is remembered per body, like the digest (``Cache._admit``): a
+    body changed in place is judged again, and a new policy judges every request afresh."""
+    up = Upstream()
+    async with Cache.from_url("memory://") as cache:
+        request = chat()
+        assert (await cache.get_or_fetch(request, up.sender())).status.outcome == "miss"
+        assert (await cache.get_or_fetch(request, up.sender())).status.outcome == "hit"
+        request.body["temperature"] = 0.7  # type: ignore[index]
+        sampled = await cache.get_or_fetch(request, up.sender())
+        assert sampled.status.outcome == "bypass" and "temperature=0.7" in str(sampled.status)
+        request.body["temperature"] = 0  # type: ignore[index]
+        assert (await cache.get_or_fetch(request, up.sender())).status.outcome == "hit"
+        del request.body["temperature"]  # type: ignore[attr-defined]
+        assert (await cache.get_or_fetch(request, up.sender())).status.outcome == "miss"
+        assert (await cache.get_or_fetch(request, up.sender())).status.outcome == "hit"
+        cache.policy = CachePolicy(require_zero_temperature=True)
+        strict = await cache.get_or_fetch(request, up.sender())
+        assert strict.status.outcome == "bypass" and "requires temperature=0" in str(strict.status)
+        assert up.calls == 4
+
+
 async def test_thousand_concurrent_identical_misses_make_one_call(cache: Cache) -> None:
     up = Upstream(delay=0.05)
     results = await asyncio.gather(*(cache.get_or_fetch(chat(), up.sender()) for _ in range(1000)))

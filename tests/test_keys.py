@@ -83,36 +83,43 @@ def test_dict_order_does_not_matter() -> None:
 
 
 def test_remembered_digests_follow_the_body_not_the_object() -> None:
-    """Digests are remembered per body (``_keys.digest``'s memo): a body changed in place gets
-    its new key, and every spelling of one request gets the same key in any order of first
-    sight, because each is computed from the rules before it is remembered."""
+    """A Cache remembers digests per body (``Cache._admit``, by ``_keys.as_given``): a body
+    changed in place gets its new key, and every spelling of one request gets the same key in
+    any order of first sight, because each is computed from the rules before it is
+    remembered."""
+    cache = Cache.from_url("memory://")
     body: dict[str, Any] = {"model": "m", "messages": [{"role": "user", "content": "a"}]}
     request = CacheRequest("openai", "chat.completions", body)
-    first = digest(request)
+    first = cache.key_for(request)
+    assert first.endswith(digest(request))
     body["messages"][0]["content"] = "b"
-    assert digest(request) != first
+    assert cache.key_for(request) != first
+    assert cache.key_for(request).endswith(digest(request))
     body["messages"][0]["content"] = "a"
-    assert digest(request) == first
+    assert cache.key_for(request) == first
     spellings = [
         {"temperature": 0.0, "model": "m2", "user": "u1", "messages": []},
         {"messages": [], "model": "m2", "temperature": 0},
         {"model": "m2", "messages": [], "temperature": 0, "stream": False},
     ]
     for order in (spellings, spellings[::-1]):
-        keys = {digest(CacheRequest("openai", "chat.completions", dict(b))) for b in order}
+        fresh = Cache.from_url("memory://")
+        keys = {fresh.key_for(CacheRequest("openai", "chat.completions", dict(b))) for b in order}
         assert len(keys) == 1
 
 
 def test_memo_takes_bodies_bare_orjson_refuses() -> None:
-    """The memo serialises a body bare first and falls back to int keys and SDK objects: each
-    spelling gets the key its rules give, whichever path it took and whichever came first."""
+    """The memo fingerprints a body bare first and falls back to int keys and SDK objects:
+    each spelling gets the key its rules give, whichever path it took and whichever came
+    first."""
     by_int = {"model": "m", "messages": [], "logit_bias": {50256: -100}}
     by_str = {"model": "m", "messages": [], "logit_bias": {"50256": -100}}
     other = {"model": "m", "messages": [], "logit_bias": {50256: 100}}
     for order in ((by_int, by_str), (by_str, by_int)):
-        keys = [digest(CacheRequest("openai", "chat.completions", dict(b))) for b in order]
+        cache = Cache.from_url("memory://")
+        keys = [cache.key_for(CacheRequest("openai", "chat.completions", dict(b))) for b in order]
         assert keys[0] == keys[1]
-    assert digest(CacheRequest("openai", "chat.completions", other)) != keys[0]
+        assert cache.key_for(CacheRequest("openai", "chat.completions", other)) != keys[0]
 
 
 def test_single_text_part_equals_plain_string_and_cache_control_is_dropped() -> None:
