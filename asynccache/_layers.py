@@ -151,7 +151,8 @@ class Layers:
             raise _codec.CodecError("entry written for another request or tenant")
         if entry.ttl is not None and now - entry.created_at >= entry.ttl:
             return None
-        self.l1_put(key, entry, plausible(held, len(raw)))
+        if self.l1 is not None:
+            self.l1_put(key, entry, plausible(held, len(raw)))
         return entry
 
     async def _drop_bad(self, bad: list[str]) -> None:
