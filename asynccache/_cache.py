@@ -213,13 +213,20 @@ class Cache:
 
     def key_for(self, request: CacheRequest) -> str:
         """The storage key of a request (for logs, invalidation, debugging)."""
-        return self._key(request)[0]
+        return self._layers.key(request.tenant, self._digest(request))
 
     def _key(self, request: CacheRequest) -> tuple[str, str]:
-        digest = self._admit(request)[1]
-        if digest is None:  # refused by the policy, yet its key is asked for (invalidate)
-            digest = _keys.digest(request)
+        digest = self._digest(request)
         return self._layers.key(request.tenant, digest), digest
+
+    def _digest(self, request: CacheRequest) -> str:
+        """The digest of any request, remembered (see :meth:`_admit`) if the policy admits it:
+        a request it refuses still has a key, to invalidate or to log."""
+        seen = _keys.as_given(request)
+        found = self._admitted.get(seen) if seen is not None else None
+        if found is None:
+            found = self._admit_new(request, seen)
+        return found[1] if found[1] is not None else _keys.digest(request)
 
     def _admit(self, request: CacheRequest) -> Admitted:
         """The policy's decision on ``request`` and, if it may be cached, its digest.
