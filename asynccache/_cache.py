@@ -241,8 +241,11 @@ class Cache:
     def _admit_new(self, request: CacheRequest, seen: bytes | None) -> Admitted:
         found = self._admitted_before.get(seen) if seen is not None else None
         if found is None:
-            decision = self._policy.check_request(request)
-            found = (decision, _keys.digest(request) if decision.ok else None)
+            # Judged as sent, so that what is remembered depends on the bytes ``seen`` hashes
+            # alone. A body without JSON bytes is judged as given (its key raises KeyBuildError).
+            judged = _keys.as_sent(request) if seen is not None else request
+            decision = self._policy.check_request(judged)
+            found = (decision, _keys.digest(judged) if decision.ok else None)
         if seen is not None:
             if len(self._admitted) >= _ADMITTED:
                 self._admitted_before, self._admitted = self._admitted, {}

@@ -30,12 +30,20 @@ Rules that are not obvious from the code:
   blocks, content blocks and blocks nested in them), and so are OpenAI's part-level
   ``prompt_cache_breakpoint`` markers: they steer the provider's prompt cache, not the answer.
 
+- The rules apply to the body as it is sent, its JSON: an SDK object passed back in (a
+  ``ChatCompletionMessage``, an Anthropic ``TextBlock``), a tuple or an int key is keyed as the
+  dict, list or string it is sent as.
+
 Plain requests (string contents) take none of these paths: each rule first checks for the shape
-it rewrites, because key building is on every hit's path.
+it rewrites. The rules run for each body the engine does not remember (``Cache`` remembers
+digests by :func:`as_given`), so a hit usually pays only for that fingerprint.
 
 Bump ``KEY_SCHEMA`` whenever any of this changes, so old entries are never read under new rules,
 and when the stored envelope changes (``_codec``), so old and new processes never read (and
-delete as corrupt) each other's entries. 3: the envelope became an array.
+delete as corrupt) each other's entries. 3: the envelope became an array. Not bumped when
+the rules began to see inside SDK objects and tuples: that changed only the keys of bodies
+holding them, each to the key of a request the rules hold equal to it, so an old entry found
+under a new key is still an answer to that request; the rest are misses.
 """
 
 from __future__ import annotations
@@ -47,7 +55,7 @@ import orjson
 import xxhash
 
 from ._exceptions import KeyBuildError
-from ._models import CacheRequest
+from ._models import CacheRequest, request_of
 
 KEY_SCHEMA = 3
 
@@ -85,8 +93,9 @@ def canonical_body(body: Mapping[str, Any], endpoint: str = "") -> dict[str, Any
     ``endpoint`` scopes the Responses API ``input`` rule: embeddings also have an ``input``,
     and a string there is not a user message.
 
-    This runs on every hit, so the common field (a number, a string) costs one set lookup and
-    one type check; only the few fields a rule can rewrite take the slower branches."""
+    This runs for every body the engine does not remember, so the common field (a number, a
+    string) costs one set lookup and one type check; only the few fields a rule can rewrite
+    take the slower branches."""
     out: dict[str, Any] = {}
     for name, value in body.items():
         if name in _RULED_FIELDS:
@@ -105,8 +114,8 @@ def canonical_body(body: Mapping[str, Any], endpoint: str = "") -> dict[str, Any
                     value = [_strip_cache_control(item) for item in value]
                 elif endpoint == "responses":
                     value = _responses_input(value)
-        elif type(value) is float and value.is_integer():
-            value = int(value)
+        elif type(value) is float:
+            value = _int_if_integral(value)
         out[name] = value
     return out
 
@@ -124,7 +133,13 @@ def _needs_rewrite(items: list[Any]) -> bool:
 
 
 def _int_if_integral(value: Any) -> Any:
-    return int(value) if type(value) is float and value.is_integer() else value
+    """``0.0`` as ``0``; only within JSON's 64-bit integers (``1e300`` stays a float)."""
+    if type(value) is float and value.is_integer() and -_INT64 <= value < _INT64:
+        return int(value)
+    return value
+
+
+_INT64 = 2.0**63
 
 
 def _message(item: Any) -> Any:
@@ -220,7 +235,7 @@ def _b64_digest(text: str) -> dict[str, Any]:
 
     The text, not the decoded bytes: the same bytes always encode to the same standard base64,
     and hashing 136 KB of text costs 31 us where decoding it first cost 740-900 us (timeit on
-    the dev machine, a 100 KB image) — on every hit of every image request. Text that is not
+    the dev machine, a 100 KB image) — on every key built for an image request. Text that is not
     base64 at all is keyed by its content all the same."""
     if any(ws in text for ws in _ASCII_WHITESPACE):
         text = text.translate(_DROP_WHITESPACE)
@@ -334,11 +349,30 @@ def _plain(value: Any) -> Any:
 
 
 def canonical_bytes(request: CacheRequest) -> bytes:
-    """Canonical serialisation of the request body (provider and endpoint go into the seed)."""
+    """Canonical serialisation of the request body (provider and endpoint go into the seed):
+    the key rules applied to the body as the JSON it is sent as (:func:`as_sent`), so that the
+    digest depends on that JSON alone. SDK objects, tuples and int keys inside a body are then
+    ruled like the dicts, lists and strings they are sent as."""
+    body = canonical_body(as_sent(request).body, request.endpoint)
     try:
-        return orjson.dumps(canonical_body(request.body, request.endpoint), _plain, _SORT)
-    except TypeError as exc:
+        return orjson.dumps(body, None, _SORT)
+    except TypeError as exc:  # not expected of JSON just read; named like any other failure
         raise _unserialisable(request, exc) from exc
+
+
+def as_sent(request: CacheRequest) -> CacheRequest:
+    """The request with its body as the JSON the provider is sent (SDK objects dumped, int
+    keys as strings, tuples as lists). KeyBuildError, naming the field, if it has none."""
+    try:
+        raw = orjson.dumps(request.body)
+    except TypeError:
+        try:
+            raw = orjson.dumps(request.body, _plain, _AS_GIVEN)
+        except TypeError as exc:
+            raise _unserialisable(request, exc) from exc
+    return request_of(
+        request.provider, request.endpoint, orjson.loads(raw), request.tenant, request.options
+    )
 
 
 def _unserialisable(request: CacheRequest, exc: TypeError) -> KeyBuildError:
@@ -365,12 +399,11 @@ def as_given(request: CacheRequest) -> bytes | None:
     """A fingerprint of the request exactly as given: the xxh3 of its body's plain orjson
     serialisation, seeded per provider and endpoint; None if orjson cannot take the body.
 
-    The engine remembers what it derived from a request (the policy's decision, the digest) by
+    The engine remembers what it derives from a request (the policy's decision, the digest) by
     this fingerprint. A hit is a request seen before, and this costs the one serialisation a
-    key needs anyway, where applying the key rules again costs as much once more. It is exact:
-    equal plain bytes are an equal JSON request, which is what the provider sees, and the
-    policy and the key rules are functions of that request, so what is remembered is what
-    they would give again."""
+    key needs anyway, where applying the key rules again costs as much once more. It is exact
+    because the engine derives both from the request as sent (:func:`as_sent`), which is these
+    same bytes: equal fingerprints, equal derivations."""
     seed = _seeds.get((request.provider, request.endpoint))
     if seed is None:
         seed = _seed(request.provider, request.endpoint)

@@ -594,3 +594,31 @@ def test_openai_prompt_cache_breakpoints_do_not_change_the_key() -> None:
     assert key("openai", "responses", input=responses) == key(
         "openai", "responses", input=[{"role": "user", "content": [item, question]}]
     )
+
+
+def test_sdk_objects_tuples_and_int_keys_are_keyed_as_the_json_they_are_sent_as() -> None:
+    """The rules see the body as sent: an SDK block passed back in, a tuple of messages and a
+    dict of int keys get the keys of the plain JSON they become, so a tool-calling loop that
+    appends the SDK's own objects hits what the plain spelling stored."""
+    from anthropic.types import TextBlock
+
+    def anthropic(content: Any) -> CacheRequest:
+        body = {"model": "c", "max_tokens": 5, "messages": [{"role": "user", "content": content}]}
+        return CacheRequest("anthropic", "messages", body)
+
+    cache = Cache.from_url("memory://")
+    as_sdk = anthropic([TextBlock(type="text", text="hello")])
+    as_dict = anthropic([{"type": "text", "text": "hello"}])
+    assert digest(as_sdk) == digest(as_dict) == digest(anthropic("hello"))
+    assert cache.key_for(as_sdk) == cache.key_for(as_dict)
+    listed = chat(messages=[{"role": "user", "content": [{"type": "text", "text": "hi"}]}])
+    tupled = chat(messages=({"role": "user", "content": ({"type": "text", "text": "hi"},)},))
+    assert digest(tupled) == digest(listed) == digest(chat())
+    assert digest(chat(logit_bias={50256: -100.0})) == digest(chat(logit_bias={"50256": -100}))
+
+
+def test_integral_floats_beyond_64_bits_stay_floats() -> None:
+    """``0.0`` is keyed as ``0``, but ``1e300`` has no 64-bit integer: it is keyed as given,
+    not refused as unserialisable."""
+    assert digest(chat(max_tokens=1e300)) != digest(chat(max_tokens=1e299))
+    assert digest(chat(max_tokens=2.0**62)) == digest(chat(max_tokens=2**62))
