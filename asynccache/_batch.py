@@ -35,12 +35,12 @@ async def get_or_fetch_many(
     st = cache._stats
     st.requests += len(requests)
     opts = requests[0].options or cache._scoped.get()
-    decisions = [cache._admit(r)[0] for r in requests]
-    reason = (
-        "mode=skip"
-        if opts.mode == "skip"
-        else next((d.reason for d in decisions if not d.ok), None)
-    )
+    reason: str | None = "mode=skip"
+    digests: list[str] = []
+    if opts.mode != "skip":
+        admitted = [cache._admit(r) for r in requests]
+        reason = next((d.reason for d, _ in admitted if not d.ok), None)
+        digests = [digest for _, digest in admitted if digest is not None]
     if reason is not None:
         if opts.mode == "only":
             raise CacheMissError(f"mode='only' but the request is not cacheable: {reason}")
@@ -49,7 +49,7 @@ async def get_or_fetch_many(
         return [CachedResponse(v, CacheStatus("bypass", reason=reason)) for v in values]
     if cache._clock() >= cache._layers.generation_due:
         await cache._layers.refresh_generation()
-    keyed = [cache._key(r) for r in requests]
+    keyed = [(cache._layers.key(r.tenant, d), d) for r, d in zip(requests, digests, strict=True)]
     out: list[CachedResponse | None] = [None] * len(requests)
     if opts.mode != "refresh":
         await _read_many(cache, requests, keyed, out, opts)

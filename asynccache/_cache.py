@@ -58,7 +58,7 @@ Sender = Callable[[], Awaitable[Any]]
 #: The policy's decision on a request, and its digest if it may be cached.
 Admitted = tuple[Decision, str | None]
 #: Requests whose admission is remembered, per generation of that memo (two generations: bounded
-#: memory, about 1.5 MB at most, and no big free at once).
+#: memory, about 2 MB at most by tracemalloc, and no big free at once).
 _ADMITTED = 4096
 
 

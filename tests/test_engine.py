@@ -25,6 +25,7 @@ from asynccache import (
     CachePolicy,
     CacheRequest,
     ConfigurationError,
+    KeyBuildError,
     RetryPolicy,
 )
 from asynccache._exceptions import CacheClosedError
@@ -471,6 +472,35 @@ async def test_batch_lookup_fetches_only_the_misses(cache: Cache) -> None:
     assert len(fetched) == 2 and fetched[1] == list(range(90, 100))
     assert [r.status.outcome for r in results].count("hit") == 90
     assert [r.value["embedding"] for r in results] == [[float(len(t))] for t in texts]
+
+
+async def test_skipped_and_refused_requests_build_no_key() -> None:
+    """A request the cache will not read or write is never keyed, so a value the key cannot
+    take (here an object) fails only where the key is needed: bypassed, it goes upstream."""
+    odd = {"model": "m", "messages": [], "temperature": 0, "extra_body": {"x": object()}}
+    refused = {**odd, "previous_response_id": "resp_1"}
+
+    async def fetch(indices: list[int]) -> list[Any]:
+        return [{"embedding": [1.0]} for _ in indices]
+
+    async with Cache.from_url("memory://") as cache:
+        with cache.options(mode="skip"):
+            many = await cache.get_or_fetch_many([CacheRequest("openai", "e", odd)], fetch)
+            one = await cache.get_or_fetch(CacheRequest("openai", "e", odd), fetch_one)
+        assert many[0].status.outcome == one.status.outcome == "bypass"
+        many = await cache.get_or_fetch_many([CacheRequest("openai", "e", refused)], fetch)
+        one = await cache.get_or_fetch(CacheRequest("openai", "e", refused), fetch_one)
+        assert (
+            many[0].status.reason
+            == one.status.reason
+            == "stateful request (previous_response_id is set)"
+        )
+        with pytest.raises(KeyBuildError, match=r"extra_body\.x"):
+            await cache.get_or_fetch(CacheRequest("openai", "e", odd), fetch_one)
+
+
+async def fetch_one() -> Any:
+    return {"embedding": [1.0]}
 
 
 async def test_random_cancellations_never_cross_keys(cache: Cache) -> None:
