@@ -39,7 +39,7 @@ from ._models import (
     Layer,
     answer_of,
 )
-from ._policy import CachePolicy, Decision
+from ._policy import ALLOW, CachePolicy, Decision
 from ._recording import Recording, StreamShape
 from ._retry import NO_RETRY, RetryPolicy
 from ._singleflight import FollowerTimeout, SingleFlight
@@ -57,8 +57,8 @@ F = TypeVar("F", bound=Callable[..., Awaitable[Any]])
 Sender = Callable[[], Awaitable[Any]]
 #: The policy's decision on a request, and its digest if it may be cached.
 Admitted = tuple[Decision, str | None]
-#: Requests whose admission is remembered, per generation of that memo (two generations: bounded
-#: memory, about 2 MB at most by tracemalloc, and no big free at once).
+#: Digests of admitted requests remembered, per generation of that memo (two generations:
+#: bounded memory, about 2 MB at most by tracemalloc, and no big free at once).
 _ADMITTED = 4096
 
 
@@ -114,8 +114,8 @@ class Cache:
             )
         self.namespace = namespace
         self.prefix = prefix
-        self._admitted: dict[bytes, Admitted] = {}  # by _keys.as_given; see _admit
-        self._admitted_before: dict[bytes, Admitted] = {}
+        self._admitted: dict[bytes, str] = {}  # digests by _keys.as_given; see _admit
+        self._admitted_before: dict[bytes, str] = {}
         self.policy = policy if policy is not None else CachePolicy()
         self.retry = retry if retry is not None else RetryPolicy()
         self.backend = backend
@@ -207,7 +207,7 @@ class Cache:
     @policy.setter
     def policy(self, policy: CachePolicy) -> None:
         self._policy = policy
-        self._admitted, self._admitted_before = {}, {}  # decisions of the old policy
+        self._admitted, self._admitted_before = {}, {}  # admitted by the old policy
 
     # -- keys ----------------------------------------------------------------------------------
 
@@ -220,37 +220,54 @@ class Cache:
         return self._layers.key(request.tenant, digest), digest
 
     def _digest(self, request: CacheRequest) -> str:
-        """The digest of any request, remembered (see :meth:`_admit`) if the policy admits it:
-        a request it refuses still has a key, to invalidate or to log."""
+        """The digest of any request: a request the policy refuses still has a key, to
+        invalidate or to log."""
         seen = _keys.as_given(request)
-        found = self._admitted.get(seen) if seen is not None else None
-        if found is None:
-            found = self._admit_new(request, seen)
-        return found[1] if found[1] is not None else _keys.digest(request)
+        digest = self._admitted.get(seen) if seen is not None else None
+        if digest is None:
+            digest = self._admit_new(request, seen)[1]
+        return digest if digest is not None else _keys.digest(request)
 
     def _admit(self, request: CacheRequest) -> Admitted:
         """The policy's decision on ``request`` and, if it may be cached, its digest.
 
-        Both are remembered by the request's plain fingerprint (``_keys.as_given``, where it
-        says why that is exact): a hit is a request seen before, and this saves it the policy
-        check and the key rules (get_or_fetch repeats the first lookup inline)."""
+        A hit is a request seen before, so the digests of admitted requests are remembered by
+        the fingerprint of the body as given (``_keys.as_given``); a remembered one skips the
+        policy check and the key rules (get_or_fetch repeats this lookup inline)."""
         seen = _keys.as_given(request)
-        found = self._admitted.get(seen) if seen is not None else None
-        return found if found is not None else self._admit_new(request, seen)
+        digest = self._admitted.get(seen) if seen is not None else None
+        return (ALLOW, digest) if digest is not None else self._admit_new(request, seen)
 
     def _admit_new(self, request: CacheRequest, seen: bytes | None) -> Admitted:
-        found = self._admitted_before.get(seen) if seen is not None else None
-        if found is None:
-            # Judged as sent, so that what is remembered depends on the bytes ``seen`` hashes
-            # alone. A body without JSON bytes is judged as given (its key raises KeyBuildError).
-            judged = _keys.as_sent(request) if seen is not None else request
-            decision = self._policy.check_request(judged)
-            found = (decision, _keys.digest(judged) if decision.ok else None)
         if seen is not None:
-            if len(self._admitted) >= _ADMITTED:
-                self._admitted_before, self._admitted = self._admitted, {}
-            self._admitted[seen] = found
-        return found
+            digest = self._admitted_before.get(seen)
+            if digest is not None:
+                self._remember(seen, digest)
+                return ALLOW, digest
+        decision = self._policy.check_request(request)
+        if not decision.ok:
+            return decision, None  # not remembered: a bypass costs an upstream call anyway
+        digest = _keys.digest(request)
+        if seen is not None and self._rememberable(request):
+            self._remember(seen, digest)
+        return decision, digest
+
+    def _remember(self, seen: bytes, digest: str) -> None:
+        if len(self._admitted) >= _ADMITTED:
+            self._admitted_before, self._admitted = self._admitted, {}
+        self._admitted[seen] = digest
+
+    def _rememberable(self, request: CacheRequest) -> bool:
+        """Whether an admission may be remembered by the body's fingerprint: it must be what
+        the policy and the key rules would give again for any body with those bytes.
+
+        The key rules read the body's JSON (``_keys.digest``), which is those bytes; the
+        built-in policy reads top-level numbers and flags, which equal bytes give equal too,
+        except where the JSON holds a null: orjson writes null for NaN and Infinity, so
+        ``temperature=None`` and ``temperature=inf`` share a fingerprint, and only the first
+        would be judged. A policy of the user's own may read anything (the tenant, the
+        options): it judges every call."""
+        return type(self._policy) is CachePolicy and _keys.null_free(request)
 
     async def _keyed(self, request: CacheRequest) -> tuple[str, str]:
         """The key under the current namespace generation (refreshed at most once a second)."""
@@ -279,16 +296,15 @@ class Cache:
         if mode == "skip":
             return await self._bypass(sender, "mode=skip", retry or self.retry)
         seen = _keys.as_given(request)
-        known = self._admitted.get(seen) if seen is not None else None
-        if known is None:
-            known = self._admit_new(request, seen)
-        decision, digest = known
+        digest = self._admitted.get(seen) if seen is not None else None
         if digest is None:
-            if mode == "only":
-                raise CacheMissError(
-                    f"mode='only' but the request is not cacheable: {decision.reason}"
-                )
-            return await self._bypass(sender, decision.reason, retry or self.retry)
+            decision, digest = self._admit_new(request, seen)
+            if digest is None:
+                if mode == "only":
+                    raise CacheMissError(
+                        f"mode='only' but the request is not cacheable: {decision.reason}"
+                    )
+                return await self._bypass(sender, decision.reason, retry or self.retry)
         now = self._clock()
         if now >= self._layers.generation_due:
             await self._layers.refresh_generation()

@@ -48,6 +48,7 @@ under a new key is still an answer to that request; the rest are misses.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -55,7 +56,7 @@ import orjson
 import xxhash
 
 from ._exceptions import KeyBuildError
-from ._models import CacheRequest, request_of
+from ._models import CacheRequest
 
 KEY_SCHEMA = 3
 
@@ -133,13 +134,10 @@ def _needs_rewrite(items: list[Any]) -> bool:
 
 
 def _int_if_integral(value: Any) -> Any:
-    """``0.0`` as ``0``; only within JSON's 64-bit integers (``1e300`` stays a float)."""
-    if type(value) is float and value.is_integer() and -_INT64 <= value < _INT64:
-        return int(value)
+    """``0.0`` as ``0``, within the integers orjson can write (``1e300`` stays a float)."""
+    if type(value) is float and value.is_integer() and -(2.0**63) <= value < 2.0**64:
+        return int(value)  # JSON as orjson writes it: 64-bit integers, signed or unsigned
     return value
-
-
-_INT64 = 2.0**63
 
 
 def _message(item: Any) -> Any:
@@ -350,33 +348,52 @@ def _plain(value: Any) -> Any:
 
 def canonical_bytes(request: CacheRequest) -> bytes:
     """Canonical serialisation of the request body (provider and endpoint go into the seed):
-    the key rules applied to the body as the JSON it is sent as (:func:`as_sent`), so that the
-    digest depends on that JSON alone. SDK objects, tuples and int keys inside a body are then
-    ruled like the dicts, lists and strings they are sent as."""
-    body = canonical_body(as_sent(request).body, request.endpoint)
+    the key rules applied to the body's JSON (:func:`_json_body`), so that the digest depends
+    on that JSON alone. SDK objects, tuples and int keys inside a body are then ruled like the
+    dicts, lists and strings they are sent as."""
+    body = canonical_body(_json_body(request), request.endpoint)
     try:
         return orjson.dumps(body, None, _SORT)
     except TypeError as exc:  # not expected of JSON just read; named like any other failure
-        raise _unserialisable(request, exc) from exc
+        raise _unserialisable(body, exc) from exc
 
 
-def as_sent(request: CacheRequest) -> CacheRequest:
-    """The request with its body as the JSON the provider is sent (SDK objects dumped, int
-    keys as strings, tuples as lists). KeyBuildError, naming the field, if it has none."""
+def _json_body(request: CacheRequest) -> dict[str, Any]:
+    """The body as the JSON it is sent as (SDK objects dumped, int keys as strings, tuples as
+    lists), read back, without the volatile fields: no rule reads them, and a value there need
+    not be JSON (openai's ``timeout=httpx.Timeout(...)``). KeyBuildError, naming the field,
+    for a value JSON cannot carry."""
+    body = {k: v for k, v in request.body.items() if k not in VOLATILE_FIELDS}
     try:
-        raw = orjson.dumps(request.body)
+        raw = orjson.dumps(body)
     except TypeError:
         try:
-            raw = orjson.dumps(request.body, _plain, _AS_GIVEN)
+            raw = orjson.dumps(body, _plain, _AS_GIVEN)
         except TypeError as exc:
-            raise _unserialisable(request, exc) from exc
-    return request_of(
-        request.provider, request.endpoint, orjson.loads(raw), request.tenant, request.options
-    )
+            raise _unserialisable(body, exc) from exc
+    if b"null" in raw:  # orjson writes null for NaN and Infinity too
+        path = find_non_finite(body)
+        if path is not None:
+            raise KeyBuildError(
+                f"request parameter {path} is not a finite number; JSON has no NaN or "
+                "Infinity (it would be sent as null)"
+            )
+    sent: dict[str, Any] = orjson.loads(raw)
+    return sent
 
 
-def _unserialisable(request: CacheRequest, exc: TypeError) -> KeyBuildError:
-    path = find_unserialisable(request.body)
+def null_free(request: CacheRequest) -> bool:
+    """Whether the body's JSON holds no null (nor the text "null", which is checked alike).
+    ``Cache`` remembers only such bodies by :func:`as_given`: orjson writes null for NaN and
+    Infinity as for None, so bodies that differ there share a fingerprint."""
+    try:
+        return b"null" not in orjson.dumps(request.body)
+    except TypeError:
+        return b"null" not in orjson.dumps(request.body, _plain, _AS_GIVEN)
+
+
+def _unserialisable(body: Mapping[str, Any], exc: TypeError) -> KeyBuildError:
+    path = find_unserialisable(body)
     return KeyBuildError(
         f"request parameter {path or '<body>'} is not JSON-serialisable ({exc}); "
         "pass plain str/int/float/bool/None/list/dict values"
@@ -399,11 +416,10 @@ def as_given(request: CacheRequest) -> bytes | None:
     """A fingerprint of the request exactly as given: the xxh3 of its body's plain orjson
     serialisation, seeded per provider and endpoint; None if orjson cannot take the body.
 
-    The engine remembers what it derives from a request (the policy's decision, the digest) by
-    this fingerprint. A hit is a request seen before, and this costs the one serialisation a
-    key needs anyway, where applying the key rules again costs as much once more. It is exact
-    because the engine derives both from the request as sent (:func:`as_sent`), which is these
-    same bytes: equal fingerprints, equal derivations."""
+    ``Cache`` remembers the digests of the requests it admits by this fingerprint
+    (``Cache._rememberable`` says when that is exact). A hit is a request seen before, and this
+    costs the one serialisation a key needs anyway, where the key rules and the policy cost as
+    much again."""
     seed = _seeds.get((request.provider, request.endpoint))
     if seed is None:
         seed = _seed(request.provider, request.endpoint)
@@ -454,4 +470,23 @@ def find_unserialisable(value: Any, path: str = "") -> str | None:
         orjson.dumps(value, default=_plain)
     except TypeError:
         return f"{path} ({type(value).__name__})" if path else type(value).__name__
+    return None
+
+
+def find_non_finite(value: Any, path: str = "") -> str | None:
+    """Path of the first NaN or infinite float, e.g. ``temperature``; only where JSON has a null."""
+    if type(value) is float:
+        return None if math.isfinite(value) else path or "<body>"
+    if isinstance(value, Mapping):
+        items: Any = value.items()
+    elif isinstance(value, list | tuple):
+        items = enumerate(value)
+    else:
+        return None
+    for k, v in items:
+        found = find_non_finite(
+            v, f"{path}[{k}]" if type(k) is int else f"{path}.{k}" if path else str(k)
+        )
+        if found is not None:
+            return found
     return None

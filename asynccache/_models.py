@@ -243,16 +243,16 @@ def answer_of(
     entry: Entry | None,
 ) -> CachedResponse:
     """``CachedResponse(value, CacheStatus(outcome, layer, key, age=age), entry)``, at a third
-    of the cost: every hit and every follower builds one.
-
-    ``similarity`` and ``reason`` are left to their class defaults (None), which is where a
-    dataclass keeps them: reading, comparing and printing see them as usual."""
+    of the cost: every hit and every follower builds one. Every field goes into the instance
+    dict, in field order, as ``__init__`` would put it: orjson and ``vars()`` read that dict."""
     status = _new(CacheStatus)
     d = status.__dict__
     d["outcome"] = outcome
     d["layer"] = layer
     d["key"] = key
+    d["similarity"] = None
     d["age"] = age
+    d["reason"] = None
     response = _new(CachedResponse)
     d = response.__dict__
     d["value"] = value

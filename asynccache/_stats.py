@@ -137,6 +137,7 @@ class CacheStats:
 #: Hits of one stored answer not yet added to the totals: [usage, model, hits]
 _Tally = list[Any]
 _MAX_TALLIES = 4096
+_UNKNOWN: Any = object()  # a model not priced yet (None is a model without a price)
 
 
 class StatsRecorder:
@@ -165,8 +166,8 @@ class StatsRecorder:
 
         Every hit comes here, and most hits repeat an answer already counted: a hit only adds
         one to its answer's tally (found by the identity of its immutable ``Usage``), and the
-        tokens and dollars are added up when the totals are read (``_fold``), once per answer
-        instead of once per hit."""
+        tokens and dollars are added up when the totals are read, once per answer instead of
+        once per hit."""
         tally = self._tallies.get(id(usage))
         if tally is None or tally[0] is not usage or tally[1] != model:
             tally = self._tally(model, usage)
@@ -178,34 +179,34 @@ class StatsRecorder:
         tallies = self._tallies
         old = tallies.get(id(usage))
         if old is not None:  # the same usage under another model, or an id reused
-            self._fold(old)
+            self._retire(old)
         if len(tallies) >= _MAX_TALLIES:  # bounded, whatever the traffic
-            self._fold_all()
+            for each in tallies.values():
+                self._retire(each)
             tallies.clear()
         # Keyed by id() and holding the Usage itself, so the id cannot be reused while it is here.
         tally = tallies[id(usage)] = [usage, model, 0]
         return tally
 
-    def _fold(self, tally: _Tally) -> None:
-        """Add a tally's hits to the totals: tokens and dollars, priced once for all of them."""
-        usage, model, hits = tally
-        if not hits:
-            return
-        tally[2] = 0
-        self.input_tokens_saved += hits * usage.input_tokens
-        self.output_tokens_saved += hits * usage.output_tokens
-        try:
-            price = self._price_cache[model]
-        except KeyError:
-            price = self._price_cache[model] = price_of(model, self.prices)
-        if price is not None:
-            self.usd_saved += hits * cost_of(usage, price)
-        elif usage.input_tokens or usage.output_tokens:
-            self.unpriced_hits += hits
+    def _retire(self, tally: _Tally) -> None:
+        """Add the hits of a tally about to be dropped to the totals."""
+        inp, out, usd, unpriced = self._worth(tally)
+        self.input_tokens_saved += inp
+        self.output_tokens_saved += out
+        self.usd_saved += usd
+        self.unpriced_hits += unpriced
 
-    def _fold_all(self) -> None:
-        for tally in self._tallies.values():
-            self._fold(tally)
+    def _worth(self, tally: _Tally) -> tuple[int, int, float, int]:
+        """What a tally's hits saved: tokens, dollars (priced once for all of them), and the
+        hits of a model without a price that used tokens."""
+        usage, model, hits = tally
+        price = self._price_cache.get(model, _UNKNOWN)
+        if price is _UNKNOWN:
+            price = self._price_cache[model] = price_of(model, self.prices)
+        inp, out = hits * usage.input_tokens, hits * usage.output_tokens
+        if price is not None:
+            return inp, out, hits * cost_of(usage, price), 0
+        return inp, out, 0.0, hits if inp or out else 0
 
     def missed(self, category: str | None) -> None:
         self.misses += 1
@@ -213,7 +214,16 @@ class StatsRecorder:
             self.cat_misses[category] = self.cat_misses.get(category, 0) + 1
 
     def snapshot(self) -> CacheStats:
-        self._fold_all()
+        """Only reads (a metrics exporter may call it from another thread): the live tallies
+        are added to the totals of the retired ones here, and stay as they are."""
+        inp, out = self.input_tokens_saved, self.output_tokens_saved
+        usd, unpriced = self.usd_saved, self.unpriced_hits
+        for tally in list(self._tallies.values()):  # a copy: the loop may add one meanwhile
+            more_in, more_out, more_usd, more_unpriced = self._worth(tally)
+            inp += more_in
+            out += more_out
+            usd += more_usd
+            unpriced += more_unpriced
         cats = {
             name: CategoryStats(self.cat_hits.get(name, 0), self.cat_misses.get(name, 0))
             for name in sorted(self.cat_hits.keys() | self.cat_misses.keys())
@@ -234,9 +244,9 @@ class StatsRecorder:
             integrity_errors=self.integrity_errors,
             backend_errors=self.backend_errors,
             breaker_open_skips=self.breaker_open_skips,
-            input_tokens_saved=self.input_tokens_saved,
-            output_tokens_saved=self.output_tokens_saved,
-            usd_saved=self.usd_saved,
-            unpriced_hits=self.unpriced_hits,
+            input_tokens_saved=inp,
+            output_tokens_saved=out,
+            usd_saved=usd,
+            unpriced_hits=unpriced,
             by_category=MappingProxyType(cats),
         )

@@ -24,6 +24,7 @@ from asynccache import (
     CacheOptions,
     CachePolicy,
     CacheRequest,
+    CacheStatus,
     ConfigurationError,
     KeyBuildError,
     RetryPolicy,
@@ -83,6 +84,11 @@ def chat(prompt: str = "hello", tenant: str | None = None, **extra: Any) -> Cach
     return CacheRequest("openai", "chat.completions", body, tenant, **extra)
 
 
+def with_body(**fields: Any) -> CacheRequest:
+    """``chat()`` with these body fields set."""
+    return CacheRequest("openai", "chat.completions", {**chat().body, **fields})
+
+
 @pytest.fixture(params=["memory", "l2-only-sqlite", "sqlite", "redis"])
 async def cache(request: pytest.FixtureRequest, tmp_path: Any) -> AsyncIterator[Cache]:
     kind = request.param
@@ -133,6 +139,77 @@ async def test_remembered_decisions_follow_the_body_and_the_policy() -> None:
         strict = await cache.get_or_fetch(request, up.sender())
         assert strict.status.outcome == "bypass" and "requires temperature=0" in str(strict.status)
         assert up.calls == 4
+
+
+async def test_values_json_writes_as_null_are_judged_every_time() -> None:
+    """orjson writes NaN and Infinity as null, so such bodies share a fingerprint with a None in
+    their place: nothing is remembered for a body with a null, and each is judged as given
+    (``Cache._rememberable``). Infinity where the key needs a number is bad input."""
+    up = Upstream()
+    async with Cache.from_url("memory://") as cache:
+        for first in (None, float("inf")):
+            for temperature in (first, float("inf") if first is None else None):
+                got = await cache.get_or_fetch(with_body(temperature=temperature), up.sender())
+                if temperature is None:
+                    assert got.status.outcome in ("miss", "hit")
+                else:
+                    assert got.status.outcome == "bypass"
+                    assert got.status.reason == "sampling requested (temperature=inf)"
+        with pytest.raises(KeyBuildError, match="top_p is not a finite number"):
+            await cache.get_or_fetch(with_body(top_p=float("nan")), up.sender())
+        assert cache.stats().stores == 1
+
+
+async def test_bodies_the_key_rules_take_apart_from_json() -> None:
+    """The key is built from the body's JSON without the fields it drops: any Mapping is a
+    body, and a volatile field needs no JSON (openai's ``timeout=httpx.Timeout(...)``)."""
+    import types
+
+    import httpx
+
+    up = Upstream()
+    async with Cache.from_url("memory://") as cache:
+        plain = with_body(timeout=httpx.Timeout(10.0))
+        frozen = CacheRequest("openai", "chat.completions", types.MappingProxyType(chat().body))
+        for request in (plain, plain, frozen):
+            await cache.get_or_fetch(request, up.sender())
+        assert up.calls == 1
+        assert cache.key_for(plain) == cache.key_for(frozen) == cache.key_for(chat())
+
+
+async def test_a_policy_of_ones_own_judges_every_call() -> None:
+    """Only the built-in policy's decisions are remembered: a subclass may read what the
+    memo is not keyed by, such as the tenant."""
+    import dataclasses
+
+    from asynccache._policy import Decision
+
+    @dataclasses.dataclass(frozen=True, slots=True)
+    class NoFreeTier(CachePolicy):
+        def check_request(self, request: CacheRequest) -> Decision:
+            if request.tenant == "free":
+                return Decision(False, "free tier")
+            return CachePolicy.check_request(self, request)
+
+    up = Upstream()
+    async with Cache.from_url("memory://", policy=NoFreeTier()) as cache:
+        outcomes = [
+            (await cache.get_or_fetch(chat(tenant=t), up.sender())).status.outcome
+            for t in ("paid", "free", "paid", "free")
+        ]
+    assert outcomes == ["miss", "bypass", "hit", "bypass"]
+
+
+async def test_a_hits_status_is_the_status_its_constructor_builds() -> None:
+    """Hits build their status the fast way (``_models.answer_of``): the same fields, in the
+    same order, for orjson and ``vars()`` as for ``CacheStatus(...)``."""
+    up = Upstream()
+    async with Cache.from_url("memory://") as cache:
+        await cache.get_or_fetch(chat(), up.sender())
+        hit = (await cache.get_or_fetch(chat(), up.sender())).status
+    built = CacheStatus("hit", "l1", hit.key, age=hit.age)
+    assert hit == built and vars(hit) == vars(built)
+    assert orjson.dumps(hit) == orjson.dumps(built)
 
 
 async def test_thousand_concurrent_identical_misses_make_one_call(cache: Cache) -> None:

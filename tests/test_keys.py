@@ -621,4 +621,20 @@ def test_integral_floats_beyond_64_bits_stay_floats() -> None:
     """``0.0`` is keyed as ``0``, but ``1e300`` has no 64-bit integer: it is keyed as given,
     not refused as unserialisable."""
     assert digest(chat(max_tokens=1e300)) != digest(chat(max_tokens=1e299))
-    assert digest(chat(max_tokens=2.0**62)) == digest(chat(max_tokens=2**62))
+    for whole in (2**62, 2**63, 2**64 - 2048):  # orjson writes unsigned 64-bit integers too
+        assert digest(chat(max_tokens=float(whole))) == digest(chat(max_tokens=whole))
+
+
+def test_nan_and_infinity_are_refused_naming_the_field() -> None:
+    """JSON has neither (orjson would write null, the key of a None there)."""
+    for bad, path in (
+        (chat(top_p=float("inf")), "top_p"),
+        (chat(logit_bias={"50256": float("nan")}), "logit_bias.50256"),
+        (
+            chat(messages=[{"role": "user", "content": "x"}, {"n": [1.0, float("-inf")]}]),
+            r"messages\[1\]\.n\[1\]",
+        ),
+    ):
+        with pytest.raises(KeyBuildError, match=f"{path} is not a finite number"):
+            digest(bad)
+    assert digest(chat(top_p=None)) != digest(chat())

@@ -163,7 +163,8 @@ def test_a_malformed_answer_is_returned_but_never_stored() -> None:
 def test_savings_tallied_per_answer_add_up_like_hits_one_by_one() -> None:
     """Hits are tallied per stored answer and priced when the totals are read (``_stats``): the
     totals match pricing every hit, across a snapshot taken midway, an answer's usage met
-    under a second model, more answers than the tallies hold, and a reset."""
+    under a second model, more answers than the tallies hold, and a reset. A snapshot changes
+    nothing (a metrics exporter may take one from another thread)."""
     from asynccache._stats import _MAX_TALLIES, DEFAULT_PRICES, StatsRecorder, cost_of, price_of
 
     def usage(n: int) -> Any:
@@ -180,7 +181,9 @@ def test_savings_tallied_per_answer_add_up_like_hits_one_by_one() -> None:
         if i == 6:
             midway = recorder.snapshot()
             assert midway.input_tokens_saved == 7 * 1000
+    live = [list(tally) for tally in recorder._tallies.values()]
     totals = recorder.snapshot()
+    assert [list(t) for t in recorder._tallies.values()] == live  # read-only: safe off the loop
     assert totals.input_tokens_saved == sum(u.input_tokens for _, u in hits)
     assert totals.output_tokens_saved == len(hits)
     priced = [(price_of(m, DEFAULT_PRICES), u) for m, u in hits]
