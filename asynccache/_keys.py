@@ -383,13 +383,15 @@ def _json_body(request: CacheRequest) -> dict[str, Any]:
 
 
 def null_free(request: CacheRequest) -> bool:
-    """Whether the body's JSON holds no null (nor the text "null", which is checked alike).
-    ``Cache`` remembers only such bodies by :func:`as_given`: orjson writes null for NaN and
-    Infinity as for None, so bodies that differ there share a fingerprint."""
+    """Whether the body's JSON holds no null. ``Cache`` remembers only such bodies by
+    :func:`as_given`: orjson writes null for NaN and Infinity as for None, so bodies that
+    differ there share a fingerprint. orjson writes no spaces, so a null value follows one of
+    ``:[,``; text that looks the same (``"x:null"`` in a prompt) only costs that body the memo."""
     try:
-        return b"null" not in orjson.dumps(request.body)
+        raw = orjson.dumps(request.body)
     except TypeError:
-        return b"null" not in orjson.dumps(request.body, _plain, _AS_GIVEN)
+        raw = orjson.dumps(request.body, _plain, _AS_GIVEN)
+    return b":null" not in raw and b",null" not in raw and b"[null" not in raw
 
 
 def _unserialisable(body: Mapping[str, Any], exc: TypeError) -> KeyBuildError:

@@ -638,3 +638,14 @@ def test_nan_and_infinity_are_refused_naming_the_field() -> None:
         with pytest.raises(KeyBuildError, match=f"{path} is not a finite number"):
             digest(bad)
     assert digest(chat(top_p=None)) != digest(chat())
+
+
+def test_only_bodies_without_a_json_null_are_remembered() -> None:
+    """``Cache._rememberable``: a None (or a NaN, written alike) keeps a body out of the
+    memo; the word null in a prompt does not."""
+    cache = Cache.from_url("memory://")
+    cache.key_for(chat(messages=[{"role": "user", "content": "return null if empty"}]))
+    assert len(cache._admitted) == 1
+    cache.key_for(chat(seed=None))
+    cache.key_for(chat(stop=[None]))
+    assert len(cache._admitted) == 1
