@@ -11,7 +11,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from ._models import NO_USAGE, Entry, Layer, Usage
+from ._models import NO_USAGE, Entry, Layer, Usage, usage_of
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,11 +50,12 @@ def _openai_chat(v: dict[str, Any]) -> AnswerFacts:
     )
     u = v.get("usage") or {}
     details = u.get("prompt_tokens_details")
-    usage = Usage(
-        input_tokens=_int(u, "prompt_tokens"),
-        output_tokens=_int(u, "completion_tokens"),
-        cached_input_tokens=_int(details, "cached_tokens"),
-        cache_write_tokens=_int(details, "cache_write_tokens"),
+    usage = usage_of(
+        _int(u, "prompt_tokens"),
+        _int(u, "completion_tokens"),
+        _int(details, "cached_tokens"),
+        _int(details, "cache_write_tokens"),
+        0,
     )
     return AnswerFacts(reasons, empty, usage, v.get("model"))
 
@@ -71,11 +72,12 @@ def _openai_responses(v: dict[str, Any]) -> AnswerFacts:
     empty = not any(_has_output(item) for item in output)
     u = v.get("usage") or {}
     details = u.get("input_tokens_details")
-    usage = Usage(
-        input_tokens=_int(u, "input_tokens"),
-        output_tokens=_int(u, "output_tokens"),
-        cached_input_tokens=_int(details, "cached_tokens"),
-        cache_write_tokens=_int(details, "cache_write_tokens"),
+    usage = usage_of(
+        _int(u, "input_tokens"),
+        _int(u, "output_tokens"),
+        _int(details, "cached_tokens"),
+        _int(details, "cache_write_tokens"),
+        0,
     )
     return AnswerFacts((reason,), empty, usage, v.get("model"))
 
@@ -116,14 +118,12 @@ def _anthropic_messages(v: dict[str, Any]) -> AnswerFacts:
     # input_tokens means "all prompt tokens" for every provider.
     cache_read = _int(u, "cache_read_input_tokens")
     cache_write = _int(u, "cache_creation_input_tokens")
-    usage = Usage(
-        input_tokens=_int(u, "input_tokens") + cache_read + cache_write,
-        output_tokens=_int(u, "output_tokens"),
-        cached_input_tokens=cache_read,
-        cache_write_tokens=cache_write,
-        cache_write_1h_tokens=min(
-            cache_write, _int(u.get("cache_creation"), "ephemeral_1h_input_tokens")
-        ),
+    usage = usage_of(
+        _int(u, "input_tokens") + cache_read + cache_write,
+        _int(u, "output_tokens"),
+        cache_read,
+        cache_write,
+        min(cache_write, _int(u.get("cache_creation"), "ephemeral_1h_input_tokens")),
     )
     return AnswerFacts((_ANTHROPIC_REASONS.get(stop, stop),), empty, usage, v.get("model"))
 
@@ -131,7 +131,7 @@ def _anthropic_messages(v: dict[str, Any]) -> AnswerFacts:
 def _openai_embedding(v: dict[str, Any]) -> AnswerFacts:
     # One cached item of a batch: {"embedding": [...], "tokens": n, "model": ...}
     return AnswerFacts(
-        ("stop",), not v.get("embedding"), Usage(input_tokens=_int(v, "tokens")), v.get("model")
+        ("stop",), not v.get("embedding"), usage_of(_int(v, "tokens"), 0, 0, 0, 0), v.get("model")
     )
 
 

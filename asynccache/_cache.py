@@ -38,6 +38,7 @@ from ._models import (
     Entry,
     Layer,
     answer_of,
+    entry_of,
 )
 from ._policy import ALLOW, CachePolicy, Decision
 from ._recording import Recording, StreamShape
@@ -483,22 +484,23 @@ class Cache:
         if opts.mode == "no-store":
             return None, facts
         try:
-            entry = Entry(
-                value=value,
-                digest=digest,
-                tenant=request.tenant,
-                created_at=self._clock(),
-                ttl=self.policy.ttl_for(opts),
-                model=facts.model,
-                usage=facts.usage,
-                tags=opts.tags,
-                category=opts.category,
-                stream=recording,
+            entry = entry_of(
+                value,
+                digest,
+                request.tenant,
+                self._clock(),
+                self._policy.ttl_for(opts),
+                facts.model,
+                facts.usage,
+                opts.tags,
+                opts.category,
+                recording,
             )
-            raw, held = _encoded(entry)
-            if recording is not None and len(raw) > self.policy.max_entry_bytes:
+            shared = self.backend is not None
+            raw, held = _encoded(entry, shared)
+            if recording is not None and len(raw) > self._policy.max_entry_bytes:
                 entry = dataclasses.replace(entry, stream=None)
-                raw, held = _encoded(entry)
+                raw, held = _encoded(entry, shared)
         except (TypeError, ValueError, OverflowError) as exc:
             # The upstream call is already paid for: never fail the request over storing it.
             self._stats.store_refused += 1
@@ -547,11 +549,12 @@ class Cache:
         return memoize(self, opts, name, retry)
 
 
-def _encoded(entry: Entry) -> tuple[bytes, int]:
+def _encoded(entry: Entry, shared: bool) -> tuple[bytes, int]:
     """The entry's bytes, with the memory its objects hold (for this L1, and stored for other
-    processes'), measured once. Measured after a first encoding: orjson leaves a UTF-8 copy in
-    every non-ASCII string it encodes (a 1,000-character Cyrillic string grows from 2,074 to
-    4,075 bytes), and those grown strings are what L1 holds. A miss pays the second encoding."""
-    _codec.encode(entry)
+    processes' when ``shared``), measured once. Measured after a first encoding: orjson leaves
+    a UTF-8 copy in every non-ASCII string it encodes (a 1,000-character Cyrillic string grows
+    from 2,074 to 4,075 bytes), and those grown strings are what L1 holds. A miss with a shared
+    store pays a second encoding, to carry the size."""
+    raw = _codec.encode(entry)
     held = held_by(entry)
-    return _codec.encode(entry, held), held
+    return (_codec.encode(entry, held) if shared else raw), held
