@@ -36,11 +36,9 @@ async def get_or_fetch_many(
     st.requests += len(requests)
     opts = requests[0].options or cache._scoped.get()
     reason: str | None = "mode=skip"
-    digests: list[str] = []
-    if opts.mode != "skip":
-        admitted = [cache._admit(r) for r in requests]
-        reason = next((d.reason for d, _ in admitted if not d.ok), None)
-        digests = [digest for _, digest in admitted if digest is not None]
+    if opts.mode != "skip":  # every request judged before any is keyed: a key may raise
+        judged = map(cache.policy.check_request, requests)
+        reason = next((d.reason for d in judged if not d.ok), None)
     if reason is not None:
         if opts.mode == "only":
             raise CacheMissError(f"mode='only' but the request is not cacheable: {reason}")
@@ -49,7 +47,7 @@ async def get_or_fetch_many(
         return [CachedResponse(v, CacheStatus("bypass", reason=reason)) for v in values]
     if cache._clock() >= cache._layers.generation_due:
         await cache._layers.refresh_generation()
-    keyed = [(cache._layers.key(r.tenant, d), d) for r, d in zip(requests, digests, strict=True)]
+    keyed = [cache._key(r) for r in requests]
     out: list[CachedResponse | None] = [None] * len(requests)
     if opts.mode != "refresh":
         await _read_many(cache, requests, keyed, out, opts)

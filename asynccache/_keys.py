@@ -362,8 +362,15 @@ def _json_body(request: CacheRequest) -> dict[str, Any]:
     """The body as the JSON it is sent as (SDK objects dumped, int keys as strings, tuples as
     lists), read back, without the volatile fields: no rule reads them, and a value there need
     not be JSON (openai's ``timeout=httpx.Timeout(...)``). KeyBuildError, naming the field,
-    for a value JSON cannot carry."""
+    for a value JSON cannot carry; a top-level NaN or Infinity is one (orjson would write it
+    as null, the key of None)."""
     body = {k: v for k, v in request.body.items() if k not in VOLATILE_FIELDS}
+    for name, value in body.items():
+        if type(value) is float and not math.isfinite(value):
+            raise KeyBuildError(
+                f"request parameter {name} is {value}, not a finite number: JSON has no NaN "
+                "or Infinity"
+            )
     try:
         raw = orjson.dumps(body)
     except TypeError:
@@ -371,29 +378,21 @@ def _json_body(request: CacheRequest) -> dict[str, Any]:
             raw = orjson.dumps(body, _plain, _AS_GIVEN)
         except TypeError as exc:
             raise _unserialisable(body, exc) from exc
-    if b"null" in raw:  # orjson writes null for NaN and Infinity too
-        path = find_non_finite(body)
-        if path is not None:
-            raise KeyBuildError(
-                f"request parameter {path} is not a finite number; JSON has no NaN or "
-                "Infinity (it would be sent as null)"
-            )
     sent: dict[str, Any] = orjson.loads(raw)
     return sent
 
 
-def null_free(request: CacheRequest) -> bool:
-    """Whether the body's JSON holds no null. ``Cache`` remembers only such bodies by
-    :func:`as_given`: orjson writes null for NaN and Infinity as for None, so bodies that
-    differ there share a fingerprint. orjson writes no spaces, so a null value follows one of
-    ``:[,``; text that looks the same (``"x:null"`` in a prompt) only costs that body the memo."""
-    try:
-        raw = orjson.dumps(request.body)
-    except TypeError:
-        raw = orjson.dumps(request.body, _plain, _AS_GIVEN)
-    if b"null" not in raw:  # one scan for nearly every body
-        return True
-    return b":null" not in raw and b",null" not in raw and b"[null" not in raw
+def nulls_only_nested(body: Mapping[str, Any]) -> bool:
+    """Whether no top-level field the key reads is None (or a NaN or Infinity, a
+    KeyBuildError). ``Cache`` remembers only such bodies by :func:`as_given`: orjson writes
+    NaN and Infinity as null, like None, so a body with ``temperature=None`` and one with
+    ``temperature=inf`` share a fingerprint, and only the first would be judged. Nested, a
+    NaN is keyed as the null it is written as (finding one would walk every body)."""
+    return not any(
+        (value is None or (type(value) is float and not math.isfinite(value)))
+        and name not in VOLATILE_FIELDS
+        for name, value in body.items()
+    )
 
 
 def _unserialisable(body: Mapping[str, Any], exc: TypeError) -> KeyBuildError:
@@ -474,23 +473,4 @@ def find_unserialisable(value: Any, path: str = "") -> str | None:
         orjson.dumps(value, default=_plain)
     except TypeError:
         return f"{path} ({type(value).__name__})" if path else type(value).__name__
-    return None
-
-
-def find_non_finite(value: Any, path: str = "") -> str | None:
-    """Path of the first NaN or infinite float, e.g. ``temperature``; only where JSON has a null."""
-    if type(value) is float:
-        return None if math.isfinite(value) else path or "<body>"
-    if isinstance(value, Mapping):
-        items: Any = value.items()
-    elif isinstance(value, list | tuple):
-        items = enumerate(value)
-    else:
-        return None
-    for k, v in items:
-        found = find_non_finite(
-            v, f"{path}[{k}]" if type(k) is int else f"{path}.{k}" if path else str(k)
-        )
-        if found is not None:
-            return found
     return None

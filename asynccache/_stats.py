@@ -177,7 +177,7 @@ class StatsRecorder:
 
     def _tally(self, model: str | None, usage: Usage) -> _Tally:
         tallies = self._tallies
-        old = tallies.get(id(usage))
+        old = tallies.pop(id(usage), None)
         if old is not None:  # the same usage under another model, or an id reused
             self._retire(old)
         if len(tallies) >= _MAX_TALLIES:  # bounded, whatever the traffic

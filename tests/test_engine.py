@@ -143,8 +143,8 @@ async def test_remembered_decisions_follow_the_body_and_the_policy() -> None:
 
 async def test_values_json_writes_as_null_are_judged_every_time() -> None:
     """orjson writes NaN and Infinity as null, so such bodies share a fingerprint with a None in
-    their place: nothing is remembered for a body with a null, and each is judged as given
-    (``Cache._rememberable``). Infinity where the key needs a number is bad input."""
+    their place: a body with a top-level None is not remembered, and each is judged as given
+    (``Cache._rememberable``). A top-level NaN is bad input."""
     up = Upstream()
     async with Cache.from_url("memory://") as cache:
         for first in (None, float("inf")):
@@ -155,9 +155,27 @@ async def test_values_json_writes_as_null_are_judged_every_time() -> None:
                 else:
                     assert got.status.outcome == "bypass"
                     assert got.status.reason == "sampling requested (temperature=inf)"
-        with pytest.raises(KeyBuildError, match="top_p is not a finite number"):
+        with pytest.raises(KeyBuildError, match="top_p is nan, not a finite number"):
             await cache.get_or_fetch(with_body(top_p=float("nan")), up.sender())
         assert cache.stats().stores == 1
+
+
+async def test_a_name_the_policy_cannot_read_is_never_remembered() -> None:
+    """A key that is not a str is written as one (an enum as its value) but not found by the
+    policy under that name: admitted, it must not make the plain spelling a hit."""
+    import enum
+
+    class Field(enum.Enum):
+        TEMPERATURE = "temperature"
+
+    up = Upstream()
+    async with Cache.from_url("memory://") as cache:
+        body: dict[Any, Any] = {**chat().body, Field.TEMPERATURE: 0.9}
+        del body["temperature"]
+        twin = CacheRequest("openai", "chat.completions", body)
+        assert (await cache.get_or_fetch(twin, up.sender())).status.outcome == "miss"
+        sampled = await cache.get_or_fetch(with_body(temperature=0.9), up.sender())
+        assert sampled.status.outcome == "bypass"
 
 
 async def test_bodies_the_key_rules_take_apart_from_json() -> None:
@@ -572,6 +590,9 @@ async def test_skipped_and_refused_requests_build_no_key() -> None:
             == one.status.reason
             == "stateful request (previous_response_id is set)"
         )
+        mixed = [CacheRequest("openai", "e", refused), CacheRequest("openai", "e", odd)]
+        judged_first = await cache.get_or_fetch_many(mixed, fetch)
+        assert [r.status.outcome for r in judged_first] == ["bypass", "bypass"]
         with pytest.raises(KeyBuildError, match=r"extra_body\.x"):
             await cache.get_or_fetch(CacheRequest("openai", "e", odd), fetch_one)
 

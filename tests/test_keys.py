@@ -626,26 +626,30 @@ def test_integral_floats_beyond_64_bits_stay_floats() -> None:
 
 
 def test_nan_and_infinity_are_refused_naming_the_field() -> None:
-    """JSON has neither (orjson would write null, the key of a None there)."""
-    for bad, path in (
-        (chat(top_p=float("inf")), "top_p"),
-        (chat(logit_bias={"50256": float("nan")}), "logit_bias.50256"),
-        (
-            chat(messages=[{"role": "user", "content": "x"}, {"n": [1.0, float("-inf")]}]),
-            r"messages\[1\]\.n\[1\]",
-        ),
-    ):
-        with pytest.raises(KeyBuildError, match=f"{path} is not a finite number"):
-            digest(bad)
+    """JSON has neither: at the top level, where request numbers live, they are refused
+    (orjson would write null, the key of a None there). Nested, they are keyed as that null:
+    finding them would walk every body."""
+    for value in (float("inf"), float("-inf"), float("nan")):
+        with pytest.raises(KeyBuildError, match=f"top_p is {value}, not a finite number"):
+            digest(chat(top_p=value))
     assert digest(chat(top_p=None)) != digest(chat())
+    nested = chat(logit_bias={"50256": float("nan")})
+    assert digest(nested) == digest(chat(logit_bias={"50256": None}))
 
 
-def test_only_bodies_without_a_json_null_are_remembered() -> None:
-    """``Cache._rememberable``: a None (or a NaN, written alike) keeps a body out of the
-    memo; the word null in a prompt does not."""
+def test_top_level_nulls_keep_a_body_out_of_the_memo() -> None:
+    """``Cache._rememberable``: a top-level None (a NaN is written alike) keeps a body out of
+    the memo; nested nulls (a tool call's ``content: null``), a None in a field the key drops
+    and the word null in a prompt do not."""
     cache = Cache.from_url("memory://")
-    cache.key_for(chat(messages=[{"role": "user", "content": "return null if empty"}]))
-    assert len(cache._admitted) == 1
+    tool_call = {"role": "assistant", "content": None, "tool_calls": []}
+    for remembered in (
+        chat(messages=[{"role": "user", "content": "return null if empty"}]),
+        chat(messages=[{"role": "user", "content": "x"}, tool_call]),
+        chat(user=None),
+        chat(stop=[None]),
+    ):
+        cache.key_for(remembered)
+    assert len(cache._admitted) == 4
     cache.key_for(chat(seed=None))
-    cache.key_for(chat(stop=[None]))
-    assert len(cache._admitted) == 1
+    assert len(cache._admitted) == 4

@@ -194,3 +194,9 @@ def test_savings_tallied_per_answer_add_up_like_hits_one_by_one() -> None:
     recorder.reset()
     recorder.saved("gpt-4o-mini", hot, None)
     assert recorder.snapshot().input_tokens_saved == 1000
+    # A usage met under a second model just as the tallies are full: retired once.
+    recorder = StatsRecorder()
+    full = [("gpt-4o-mini", hot)] + [("gpt-4o-mini", usage(2)) for _ in range(_MAX_TALLIES - 1)]
+    for model, used in [*full, ("gpt-4o", hot)]:
+        recorder.saved(model, used, None)
+    assert recorder.snapshot().input_tokens_saved == 2 * 1000 + 2 * (_MAX_TALLIES - 1)
