@@ -40,7 +40,7 @@ from ._models import (
     answer_of,
     entry_of,
 )
-from ._policy import ALLOW, CachePolicy, Decision, judged_by_json
+from ._policy import ALLOW, CachePolicy, Decision
 from ._recording import Recording, StreamShape
 from ._retry import NO_RETRY, RetryPolicy
 from ._singleflight import FollowerTimeout, SingleFlight
@@ -262,20 +262,16 @@ class Cache:
         """Whether an admission may be remembered by the body's fingerprint: it must be what
         the policy and the key rules would give again for any body with those bytes.
 
-        The key rules read the body's JSON (``_keys.digest``), which is those bytes, and the
-        built-in policy reads a few top-level fields, which equal bytes give equal when they
-        have plain JSON types (``_policy.judged_by_json``), but for a top-level null: orjson
-        writes NaN and Infinity as null too (``_keys.nulls_only_nested``). A body that then
-        shares a fingerprint with a remembered one is that request on the wire; the policy
-        could refuse it only where it plays safe with a value it cannot compare (an enum),
-        which the wire does not carry. A policy of the user's own may read anything (the
-        tenant, the options): it judges every call."""
-        body = request.body
-        return (
-            type(self._policy) is CachePolicy
-            and judged_by_json(body)
-            and _keys.nulls_only_nested(body)
-        )
+        The key rules read the body's JSON (``_keys.digest``), which is those bytes. The
+        built-in policy reads top-level fields (and ``extra_body``'s), which equal bytes give
+        equal when every top-level name is a str and every value a plain JSON value
+        (``_keys.plain_top_level``): no enum (written as its value, compared as itself) and no
+        None, because orjson writes NaN and Infinity as null too. A body that then shares a
+        fingerprint with a remembered one is that request on the wire; the policy could refuse
+        it only where it plays safe with a value it cannot compare (an enum), which the wire
+        does not carry. A policy of the user's own may read anything (the tenant, the
+        options): it judges every call."""
+        return type(self._policy) is CachePolicy and _keys.plain_top_level(request.body)
 
     async def _keyed(self, request: CacheRequest) -> tuple[str, str]:
         """The key under the current namespace generation (refreshed at most once a second)."""

@@ -366,7 +366,7 @@ def _json_body(request: CacheRequest) -> dict[str, Any]:
     as null, the key of None)."""
     body = {k: v for k, v in request.body.items() if k not in VOLATILE_FIELDS}
     for name, value in body.items():
-        if type(value) is float and not math.isfinite(value):
+        if type(value) is float and not math.isfinite(value) and type(name) is str:
             raise KeyBuildError(
                 f"request parameter {name} is {value}, not a finite number: JSON has no NaN "
                 "or Infinity"
@@ -382,17 +382,24 @@ def _json_body(request: CacheRequest) -> dict[str, Any]:
     return sent
 
 
-def nulls_only_nested(body: Mapping[str, Any]) -> bool:
-    """Whether no top-level field the key reads is None (or a NaN or Infinity, a
-    KeyBuildError). ``Cache`` remembers only such bodies by :func:`as_given`: orjson writes
-    NaN and Infinity as null, like None, so a body with ``temperature=None`` and one with
-    ``temperature=inf`` share a fingerprint, and only the first would be judged. Nested, a
-    NaN is keyed as the null it is written as (finding one would walk every body)."""
-    return not any(
-        (value is None or (type(value) is float and not math.isfinite(value)))
-        and name not in VOLATILE_FIELDS
-        for name, value in body.items()
-    )
+def plain_top_level(body: Mapping[str, Any]) -> bool:
+    """Whether every top-level name is a str and every value the key reads a plain JSON value:
+    a bool, int, finite float, str, list or dict, not None. ``Cache`` remembers only such
+    bodies by :func:`as_given` (``Cache._rememberable`` says why). Nested values may be
+    anything: a NaN there is keyed as the null orjson writes for it (finding one would walk
+    every body), which is how a body with a None there is keyed too."""
+    for name, value in body.items():
+        if type(name) is not str:
+            return False
+        if name in VOLATILE_FIELDS:
+            continue
+        kind = type(value)
+        if kind not in _PLAIN_JSON or (kind is float and not math.isfinite(value)):
+            return False
+    return True
+
+
+_PLAIN_JSON = frozenset({bool, int, float, str, list, dict})
 
 
 def _unserialisable(body: Mapping[str, Any], exc: TypeError) -> KeyBuildError:

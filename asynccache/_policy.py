@@ -34,19 +34,6 @@ STATEFUL_FIELDS: tuple[str, ...] = (
 
 _STATEFUL = frozenset(STATEFUL_FIELDS)
 _NUMBERS = (int, float)
-#: The fields ``check_request`` reads, and the types whose JSON says all it sees of them.
-_READ_FIELDS = ("temperature", "n", *STATEFUL_FIELDS)
-_JSON_TYPES = frozenset({bool, int, float, str, list, dict})
-
-
-def judged_by_json(body: Mapping[str, Any]) -> bool:
-    """Whether the built-in policy's decision on ``body`` follows from its JSON alone: every
-    top-level name a ``str`` and every field the policy reads absent or of a plain JSON type.
-    Not so for an enum (written as its value, compared as itself) or a non-str key (written
-    as a string, not found by name); the engine remembers decisions only where this holds."""
-    if not all(type(name) is str for name in body):
-        return False
-    return all(body.get(name) is None or type(body[name]) in _JSON_TYPES for name in _READ_FIELDS)
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,8 +74,12 @@ class CachePolicy:
             raise ConfigurationError("CachePolicy.max_entry_bytes must be > 0")
 
     def check_request(self, request: CacheRequest) -> Decision:
-        """May this request be served from / stored in the cache at all?"""
+        """May this request be served from / stored in the cache at all? Reads top-level
+        fields only, and those of ``extra_body``, which the SDKs send at the top level."""
         body = request.body
+        extra = body.get("extra_body")
+        if isinstance(extra, Mapping) and extra:
+            body = {**body, **extra}
         # isdisjoint first: one C-level pass on every hit, the loop only when a field is there.
         if not self.cache_stateful and not body.keys().isdisjoint(_STATEFUL):
             for name in STATEFUL_FIELDS:

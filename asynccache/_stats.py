@@ -137,6 +137,15 @@ class CacheStats:
 #: Hits of one stored answer not yet added to the totals: [usage, model, hits]
 _Tally = list[Any]
 _MAX_TALLIES = 4096
+#: What retired tallies saved: input tokens, output tokens, dollars, unpriced hits.
+_Saved = tuple[int, int, float, int]
+_NOTHING: _Saved = (0, 0, 0.0, 0)
+
+
+def _plus(a: _Saved, b: _Saved) -> _Saved:
+    return a[0] + b[0], a[1] + b[1], a[2] + b[2], a[3] + b[3]
+
+
 _UNKNOWN: Any = object()  # a model not priced yet (None is a model without a price)
 
 
@@ -146,7 +155,8 @@ class StatsRecorder:
     def __init__(self, prices: Mapping[str, Price] = DEFAULT_PRICES) -> None:
         self.prices = prices
         self._price_cache: dict[str | None, Price | None] = {}  # model -> price, resolved once
-        self._tallies: dict[int, _Tally] = {}  # id(usage) -> its hits since the last fold
+        self._tallies: dict[int, _Tally] = {}  # id(usage) -> its hits; see _tally
+        self._book: tuple[_Saved, dict[int, _Tally]] = (_NOTHING, self._tallies)
         self.reset()
 
     def reset(self) -> None:
@@ -155,9 +165,8 @@ class StatsRecorder:
         self.upstream_calls = self.upstream_errors = self.upstream_retries = 0
         self.stores = self.store_refused = self.integrity_errors = 0
         self.backend_errors = self.breaker_open_skips = 0
-        self.input_tokens_saved = self.output_tokens_saved = self.unpriced_hits = 0
-        self.usd_saved = 0.0
         self._tallies = {}
+        self._book = (_NOTHING, self._tallies)
         self.cat_hits: dict[str, int] = {}
         self.cat_misses: dict[str, int] = {}
 
@@ -176,27 +185,26 @@ class StatsRecorder:
             self.cat_hits[category] = self.cat_hits.get(category, 0) + 1
 
     def _tally(self, model: str | None, usage: Usage) -> _Tally:
-        tallies = self._tallies
-        old = tallies.pop(id(usage), None)
+        """A new tally for ``usage``. Tallies leave by a new book: the retired hits added to
+        the totals and the dict without them, in one assignment, so a snapshot from another
+        thread (a metrics exporter) sees them in one place or the other, never in both or
+        neither, and every total it reads only grows."""
+        totals, tallies = self._book
+        old = tallies.get(id(usage))
         if old is not None:  # the same usage under another model, or an id reused
-            self._retire(old)
+            totals = _plus(totals, self._worth(old))
+            tallies = {k: t for k, t in tallies.items() if t is not old}
+            self._tallies, self._book = tallies, (totals, tallies)
         if len(tallies) >= _MAX_TALLIES:  # bounded, whatever the traffic
             for each in tallies.values():
-                self._retire(each)
-            tallies.clear()
+                totals = _plus(totals, self._worth(each))
+            self._tallies = tallies = {}
+            self._book = (totals, tallies)
         # Keyed by id() and holding the Usage itself, so the id cannot be reused while it is here.
         tally = tallies[id(usage)] = [usage, model, 0]
         return tally
 
-    def _retire(self, tally: _Tally) -> None:
-        """Add the hits of a tally about to be dropped to the totals."""
-        inp, out, usd, unpriced = self._worth(tally)
-        self.input_tokens_saved += inp
-        self.output_tokens_saved += out
-        self.usd_saved += usd
-        self.unpriced_hits += unpriced
-
-    def _worth(self, tally: _Tally) -> tuple[int, int, float, int]:
+    def _worth(self, tally: _Tally) -> _Saved:
         """What a tally's hits saved: tokens, dollars (priced once for all of them), and the
         hits of a model without a price that used tokens."""
         usage, model, hits = tally
@@ -216,14 +224,10 @@ class StatsRecorder:
     def snapshot(self) -> CacheStats:
         """Only reads (a metrics exporter may call it from another thread): the live tallies
         are added to the totals of the retired ones here, and stay as they are."""
-        inp, out = self.input_tokens_saved, self.output_tokens_saved
-        usd, unpriced = self.usd_saved, self.unpriced_hits
-        for tally in list(self._tallies.values()):  # a copy: the loop may add one meanwhile
-            more_in, more_out, more_usd, more_unpriced = self._worth(tally)
-            inp += more_in
-            out += more_out
-            usd += more_usd
-            unpriced += more_unpriced
+        totals, tallies = self._book
+        for tally in list(tallies.values()):  # a copy: the loop may add one meanwhile
+            totals = _plus(totals, self._worth(tally))
+        inp, out, usd, unpriced = totals
         cats = {
             name: CategoryStats(self.cat_hits.get(name, 0), self.cat_misses.get(name, 0))
             for name in sorted(self.cat_hits.keys() | self.cat_misses.keys())

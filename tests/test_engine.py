@@ -178,6 +178,33 @@ async def test_a_name_the_policy_cannot_read_is_never_remembered() -> None:
         assert sampled.status.outcome == "bypass"
 
 
+async def test_a_top_level_value_written_as_null_is_never_remembered() -> None:
+    """An enum whose value is None is written as null, like a NaN: remembered, it would let a
+    top-level NaN (bad input) be served as its hit."""
+    import enum
+
+    class Knob(enum.Enum):
+        UNSET = None
+
+    up = Upstream()
+    async with Cache.from_url("memory://") as cache:
+        assert (
+            await cache.get_or_fetch(with_body(top_p=Knob.UNSET), up.sender())
+        ).status.outcome == "miss"
+        for bad in (float("nan"), float("inf")):
+            with pytest.raises(KeyBuildError, match="top_p"):
+                await cache.get_or_fetch(with_body(top_p=bad), up.sender())
+
+
+async def test_sampling_asked_for_through_extra_body_is_not_cached() -> None:
+    """The SDKs send ``extra_body`` at the top level of the request, so the policy reads it."""
+    up = Upstream()
+    async with Cache.from_url("memory://") as cache:
+        for extra in ({"temperature": 0.9}, {"n": 3}, {"previous_response_id": "resp_1"}):
+            got = await cache.get_or_fetch(with_body(extra_body=extra), up.sender())
+            assert got.status.outcome == "bypass", extra
+
+
 async def test_bodies_the_key_rules_take_apart_from_json() -> None:
     """The key is built from the body's JSON without the fields it drops: any Mapping is a
     body, and a volatile field needs no JSON (openai's ``timeout=httpx.Timeout(...)``)."""
