@@ -361,7 +361,7 @@ def canonical_bytes(request: CacheRequest) -> bytes:
 def _json_body(request: CacheRequest) -> dict[str, Any]:
     """The body as the JSON it is sent as (SDK objects dumped, int keys as strings, tuples as
     lists), read back, without the volatile fields: no rule reads them, and a value there need
-    not be JSON (openai's ``timeout=httpx.Timeout(...)``). KeyBuildError, naming the field,
+    not be JSON (openai's ``timeout=`` takes a Timeout object). KeyBuildError, naming the field,
     for a value JSON cannot carry; a top-level NaN or Infinity is one (orjson would write it
     as null, the key of None)."""
     body = {k: v for k, v in request.body.items() if k not in VOLATILE_FIELDS}

@@ -207,14 +207,16 @@ async def test_sampling_asked_for_through_extra_body_is_not_cached() -> None:
 
 async def test_bodies_the_key_rules_take_apart_from_json() -> None:
     """The key is built from the body's JSON without the fields it drops: any Mapping is a
-    body, and a volatile field needs no JSON (openai's ``timeout=httpx.Timeout(...)``)."""
+    body, and a volatile field needs no JSON (openai's ``timeout=`` takes a Timeout object)."""
     import types
 
-    import httpx
+    class Timeout:  # what openai's timeout= takes: not JSON
+        def __init__(self, seconds: float) -> None:
+            self.seconds = seconds
 
     up = Upstream()
     async with Cache.from_url("memory://") as cache:
-        plain = with_body(timeout=httpx.Timeout(10.0))
+        plain = with_body(timeout=Timeout(10.0))
         frozen = CacheRequest("openai", "chat.completions", types.MappingProxyType(chat().body))
         for request in (plain, plain, frozen):
             await cache.get_or_fetch(request, up.sender())
