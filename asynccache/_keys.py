@@ -384,19 +384,28 @@ def _json_body(request: CacheRequest) -> dict[str, Any]:
 
 def plain_top_level(body: Mapping[str, Any]) -> bool:
     """Whether every top-level name is a str and every value the key reads a plain JSON value:
-    a bool, int, finite float, str, list or dict, not None. ``Cache`` remembers only such
-    bodies by :func:`as_given` (``Cache._rememberable`` says why). Nested values may be
-    anything: a NaN there is keyed as the null orjson writes for it (finding one would walk
-    every body), which is how a body with a None there is keyed too."""
+    a bool, int, finite float, str, list or dict, not None; inside ``extra_body`` too, which
+    the SDKs send at the top level. ``Cache`` remembers only such bodies by :func:`as_given`
+    (``Cache._rememberable`` says why). Deeper values may be anything: a NaN there is keyed as
+    the null orjson writes for it (finding one would walk every body), which is how a body
+    with a None there is keyed too."""
     for name, value in body.items():
         if type(name) is not str:
             return False
         if name in VOLATILE_FIELDS:
             continue
-        kind = type(value)
-        if kind not in _PLAIN_JSON or (kind is float and not math.isfinite(value)):
+        if not _plain_value(value) or (name == "extra_body" and not _all_plain(value)):
             return False
     return True
+
+
+def _plain_value(value: Any) -> bool:
+    kind = type(value)
+    return kind in _PLAIN_JSON and (kind is not float or math.isfinite(value))
+
+
+def _all_plain(fields: dict[str, Any]) -> bool:
+    return all(type(name) is str and _plain_value(value) for name, value in fields.items())
 
 
 _PLAIN_JSON = frozenset({bool, int, float, str, list, dict})

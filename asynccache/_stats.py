@@ -137,9 +137,11 @@ class CacheStats:
 #: Hits of one stored answer not yet added to the totals: [usage, model, hits]
 _Tally = list[Any]
 _MAX_TALLIES = 4096
-#: What retired tallies saved: input tokens, output tokens, dollars, unpriced hits.
-_Saved = tuple[int, int, float, int]
-_NOTHING: _Saved = (0, 0, 0.0, 0)
+#: What tallies saved: input tokens, output tokens, dollars in units of 1e-18 (an int, so that
+#: totals regrouped as tallies retire never drop by a float rounding), unpriced hits.
+_Saved = tuple[int, int, int, int]
+_NOTHING: _Saved = (0, 0, 0, 0)
+_ATTO = 10**18
 
 
 def _plus(a: _Saved, b: _Saved) -> _Saved:
@@ -213,8 +215,8 @@ class StatsRecorder:
             price = self._price_cache[model] = price_of(model, self.prices)
         inp, out = hits * usage.input_tokens, hits * usage.output_tokens
         if price is not None:
-            return inp, out, hits * cost_of(usage, price), 0
-        return inp, out, 0.0, hits if inp or out else 0
+            return inp, out, round(hits * cost_of(usage, price) * _ATTO), 0
+        return inp, out, 0, hits if inp or out else 0
 
     def missed(self, category: str | None) -> None:
         self.misses += 1
@@ -227,7 +229,8 @@ class StatsRecorder:
         totals, tallies = self._book
         for tally in list(tallies.values()):  # a copy: the loop may add one meanwhile
             totals = _plus(totals, self._worth(tally))
-        inp, out, usd, unpriced = totals
+        inp, out, atto_usd, unpriced = totals
+        usd = atto_usd / _ATTO
         cats = {
             name: CategoryStats(self.cat_hits.get(name, 0), self.cat_misses.get(name, 0))
             for name in sorted(self.cat_hits.keys() | self.cat_misses.keys())

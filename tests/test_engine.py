@@ -197,12 +197,26 @@ async def test_a_top_level_value_written_as_null_is_never_remembered() -> None:
 
 
 async def test_sampling_asked_for_through_extra_body_is_not_cached() -> None:
-    """The SDKs send ``extra_body`` at the top level of the request, so the policy reads it."""
+    """The SDKs send ``extra_body`` at the top level of the request, so the policy reads it,
+    and the memo takes only bodies whose ``extra_body`` it reads plainly: an enum name or a
+    value written as null there must not make a sampled request a hit."""
+    import enum
+
+    class Param(enum.Enum):
+        TEMPERATURE = "temperature"
+
     up = Upstream()
     async with Cache.from_url("memory://") as cache:
         for extra in ({"temperature": 0.9}, {"n": 3}, {"previous_response_id": "resp_1"}):
             got = await cache.get_or_fetch(with_body(extra_body=extra), up.sender())
             assert got.status.outcome == "bypass", extra
+        for first, then in (
+            ({Param.TEMPERATURE: 0.9}, {"temperature": 0.9}),
+            ({"temperature": float("-inf")}, {"temperature": float("inf")}),
+        ):
+            await cache.get_or_fetch(with_body(extra_body=first), up.sender())
+            got = await cache.get_or_fetch(with_body(extra_body=then), up.sender())
+            assert got.status.outcome == "bypass", (first, then)
 
 
 async def test_bodies_the_key_rules_take_apart_from_json() -> None:

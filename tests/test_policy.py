@@ -200,3 +200,23 @@ def test_savings_tallied_per_answer_add_up_like_hits_one_by_one() -> None:
     for model, used in [*full, ("gpt-4o", hot)]:
         recorder.saved(model, used, None)
     assert recorder.snapshot().input_tokens_saved == 2 * 1000 + 2 * (_MAX_TALLIES - 1)
+
+
+def test_dollars_saved_never_drop_when_tallies_regroup() -> None:
+    """Retiring a tally moves its dollars into the totals; summed as floats in another order,
+    that could lower ``usd_saved`` by a rounding (a counter reset to a metrics exporter)."""
+    import random
+
+    from asynccache._models import Usage
+    from asynccache._stats import StatsRecorder
+
+    for seed in range(300):
+        rnd = random.Random(seed)
+        recorder = StatsRecorder()
+        usages = [Usage(rnd.randint(1, 9999), rnd.randint(1, 999)) for _ in range(4)]
+        for used in usages:
+            for _ in range(rnd.randint(1, 7)):
+                recorder.saved(rnd.choice(["gpt-4o", "gpt-4.1-mini", "o4-mini"]), used, None)
+        before = recorder.snapshot().usd_saved
+        recorder.saved("no-such-model", usages[rnd.randrange(1, 4)], None)  # adds no dollars
+        assert recorder.snapshot().usd_saved >= before
