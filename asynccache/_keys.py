@@ -394,7 +394,9 @@ def plain_top_level(body: Mapping[str, Any]) -> bool:
             return False
         if name in VOLATILE_FIELDS:
             continue
-        if not _plain_value(value) or (name == "extra_body" and not _all_plain(value)):
+        if not _plain_value(value):
+            return False
+        if name == "extra_body" and type(value) is dict and not _all_plain(value):
             return False
     return True
 

@@ -653,3 +653,11 @@ def test_top_level_nulls_keep_a_body_out_of_the_memo() -> None:
     assert len(cache._admitted) == 4
     cache.key_for(chat(seed=None))
     assert len(cache._admitted) == 4
+
+
+def test_an_extra_body_that_is_not_a_dict_still_has_a_key() -> None:
+    """The memo's gate reads ``extra_body``'s fields only when it is a dict, as the policy
+    does; anything else is keyed like any other value."""
+    cache = Cache.from_url("memory://")
+    keys = {cache.key_for(chat(extra_body=value)) for value in (["x"], "x", 1, {"seed": 1})}
+    assert len(keys) == 4
