@@ -80,7 +80,7 @@ class CachePolicy:
         extra = body.get("extra_body")
         if isinstance(extra, Mapping) and extra:
             body = {**body, **extra}
-        # isdisjoint first: one C-level pass on every hit, the loop only when a field is there.
+        # isdisjoint first: one C-level pass per request, the loop only when a field is there.
         if not self.cache_stateful and not body.keys().isdisjoint(_STATEFUL):
             for name in STATEFUL_FIELDS:
                 if body.get(name) not in (None, False):

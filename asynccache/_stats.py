@@ -157,7 +157,8 @@ class StatsRecorder:
     def __init__(self, prices: Mapping[str, Price] = DEFAULT_PRICES) -> None:
         self.prices = prices
         self._price_cache: dict[str | None, Price | None] = {}  # model -> price, resolved once
-        self._tallies: dict[int, _Tally] = {}  # id(usage) -> its hits; see _tally
+        # id(usage) -> its hits; always the dict in _book, kept apart for the hit path's lookup
+        self._tallies: dict[int, _Tally] = {}
         self._book: tuple[_Saved, dict[int, _Tally]] = (_NOTHING, self._tallies)
         self.reset()
 
