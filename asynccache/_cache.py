@@ -315,6 +315,7 @@ class Cache:
             await self._layers.refresh_generation()
             now = self._clock()  # that awaited the store: L1 expiry is judged after it
         key = self._layers.key(request.tenant, digest)
+        read_after = -1  # this process's store writes before the read below; -1: no read
         if mode != "refresh":
             l1 = self._l1
             entry = l1.get_at(key, now) if l1 is not None else None
@@ -324,6 +325,7 @@ class Cache:
                 age = now - entry.created_at
                 return answer_of(entry.value, "hit", "l1", key, age if age > 0.0 else 0.0, entry)
             if self.backend is not None:
+                read_after = self._layers.written
                 entry = await self._layers.read(key, digest, request.tenant)
                 if entry is not None:
                     st.hits_l2 += 1
@@ -332,7 +334,7 @@ class Cache:
                     return answer_of(entry.value, "hit", "l2", key, age, entry)
             if mode == "only":
                 raise CacheMissError(f"mode='only' and no cached answer for key {key}")
-        return await self._miss(key, digest, request, opts, sender, retry or self.retry)
+        return await self._miss(key, digest, request, opts, sender, retry or self.retry, read_after)
 
     async def _lookup(
         self, key: str, digest: str, tenant: str | None, opts: CacheOptions
@@ -370,7 +372,14 @@ class Cache:
         opts: CacheOptions,
         sender: Sender,
         retry: RetryPolicy,
+        read_after: int,
     ) -> CachedResponse:
+        """``read_after``: how many store writes this process had finished when the lookup
+        read the store (-1: it did not). A new flight reads the store again only if a write
+        finished since: that read may have been answered before the write landed (a flight for
+        this key ending as it ran), and a second paid call would follow. For another process's
+        write, a re-read on every miss would cost a round trip to close a window of
+        microseconds, while the upstream call itself leaves one of seconds open."""
         st = self._stats
         flight = self._flights.get(key)
         if flight is not None and opts.mode != "refresh":
@@ -395,7 +404,13 @@ class Cache:
             flight = self._flights.start(
                 key,
                 self._fly(
-                    key, digest, request, opts, sender, retry, recheck=opts.mode != "refresh"
+                    key,
+                    digest,
+                    request,
+                    opts,
+                    sender,
+                    retry,
+                    recheck=0 <= read_after != self._layers.written,
                 ),
             )
             landed = await self._flights.wait(flight, follower=False)

@@ -69,6 +69,9 @@ class Layers:
         self._gen_refresh = generation_refresh
         self.generation_due = 0.0 if backend is not None else float("inf")
         self._heads: dict[str | None, str] = {}
+        #: Writes this process has finished: a store read during which this changed may have
+        #: raced one of them (see ``Cache._miss``).
+        self.written = 0
         self._last_warning = -_LOG_EVERY
         self._suppressed = 0
 
@@ -188,6 +191,7 @@ class Layers:
             self.l1_put(key, w.entry, w.held)
         if stored or self.l1 is not None:
             self._stats.stores += len(writes)
+        self.written += 1
 
     def l1_put(self, key: str, entry: Entry, held: int | None = None) -> None:
         """Keep L1 no longer than the entry has left to live (and at most ``l1_ttl``), charged

@@ -81,7 +81,9 @@ async def get_or_stream(
             raise CacheMissError(f"mode='only' but the request is not cacheable: {decision.reason}")
         return await _bypass(cache, bypass, decision.reason, retry)
     key, digest = await cache._keyed(request)
+    read_after = -1  # as in Cache._miss: re-read the store only if a write raced this lookup
     if opts.mode != "refresh":
+        read_after = cache._layers.written
         hit = await cache._lookup(key, digest, request.tenant, opts)
         if hit is not None and hit.entry is not None:
             return StreamAnswer(hit.status, replay(hit.entry, shape, opts.stream_pacing))
@@ -90,7 +92,8 @@ async def get_or_stream(
     flight = cache._flights.get(key)
     fly = _Fly(cache, key, digest, request, opts, opener, shape, retry)
     if flight is None or opts.mode == "refresh":
-        return await fly.lead(register=flight is None)
+        raced = 0 <= read_after != cache._layers.written  # -1 for a refresh: it never reads
+        return await fly.lead(register=flight is None, recheck=raced)
     tee = cache._tees.get(key)
     waited: asyncio.Future[Any] = flight if tee is None else tee.opened
     try:
@@ -98,11 +101,11 @@ async def get_or_stream(
     except FollowerTimeout:
         if not landed(waited):
             logger.warning("asynccache follower timeout on %s; streaming from upstream", key)
-            return await fly.lead(register=False)
+            return await fly.lead(register=False, recheck=False)
         outcome = waited.result()  # it landed as we gave up: as if we had waited
     if tee is None:  # a plain request's flight: share its whole answer, split
         answer = _coalesced(cache, key, opts, shape, outcome)
-        return answer if answer is not None else await fly.lead(register=False)
+        return answer if answer is not None else await fly.lead(register=False, recheck=False)
     st.coalesced += 1
     if tee.facts is not None:  # the stream has finished already
         st.saved(tee.facts.model, tee.facts.usage, opts.category)
@@ -160,11 +163,10 @@ class _Fly:
     shape: StreamShape
     retry: RetryPolicy
 
-    async def lead(self, *, register: bool) -> StreamAnswer:
+    async def lead(self, *, register: bool, recheck: bool) -> StreamAnswer:
         cache, key = self.cache, self.key
         tee = Tee()
-        # A refresh never reads the store, and neither does a follower that gave up waiting.
-        coro = self.flight(tee, recheck=register and self.opts.mode != "refresh")
+        coro = self.flight(tee, recheck=recheck)
         if register:
             fut = cache._flights.start(key, coro)
             cache._tees[key] = tee

@@ -32,6 +32,7 @@ from asynccache import (
 from asynccache._exceptions import CacheClosedError
 from asynccache.backends import MemoryBackend, RedisBackend, SQLiteBackend
 from tests.support import RedisServer, TaskCounter
+from tests.support.held_reads import HeldReads
 
 FAST_RETRY = RetryPolicy(attempts=3, initial=0.001, maximum=0.01)
 
@@ -280,6 +281,52 @@ async def test_thousand_concurrent_identical_misses_make_one_call(cache: Cache) 
     outcomes = [r.status.outcome for r in results]
     assert outcomes.count("miss") == 1 and outcomes.count("coalesced") == 999
     assert all(r.value == results[0].value for r in results)
+
+
+async def _until(done: Any, what: str) -> None:
+    for _ in range(1000):
+        if done():
+            return
+        await asyncio.sleep(0)
+    raise AssertionError(f"never happened: {what}")
+
+
+async def test_a_lone_miss_reads_the_store_once() -> None:
+    store, up = HeldReads(), Upstream()
+    async with Cache(store, l1_max_entries=0, generation_refresh=3600) as cache:
+        await cache.get_or_fetch(chat("first"), up.sender())  # reads the generation too
+        reads = store.reads
+        got = await cache.get_or_fetch(chat("second"), up.sender())
+        assert got.status.outcome == "miss" and store.reads - reads == 1
+        assert (await cache.get_or_fetch(chat("second"), up.sender())).status.outcome == "hit"
+    assert up.calls == 2
+
+
+async def test_a_miss_whose_read_raced_a_local_write_reads_again_instead_of_calling() -> None:
+    # B's read is answered (nothing there) before A's flight stores, and reaches B after that
+    # flight has ended: B finds no flight to join, and must not pay for a second call.
+    store, up = HeldReads(), Upstream()
+    release = asyncio.Event()
+
+    async def held_send() -> dict[str, Any]:
+        up.calls += 1
+        await release.wait()
+        return up.answer("from A")
+
+    async with Cache(store, l1_max_entries=0, generation_refresh=3600) as cache:
+        await cache.get_or_fetch(chat("warm"), up.sender())
+        a = asyncio.create_task(cache.get_or_fetch(chat(), held_send))
+        await _until(lambda: up.calls == 2, "A's flight calls upstream")
+        store.hold = asyncio.Event()
+        b = asyncio.create_task(cache.get_or_fetch(chat(), up.sender("from B")))
+        await _until(lambda: store.held == 1, "B's read is answered and held")
+        release.set()
+        assert (await a).status.outcome == "miss"  # A's flight stored and ended
+        store.hold.set()
+        got = await b
+    assert up.calls == 2
+    assert (got.status.outcome, got.status.layer) == ("hit", "l2")
+    assert got.value["choices"][0]["message"]["content"] == "from A"
 
 
 async def test_cancelled_callers_do_not_cancel_the_flight(cache: Cache) -> None:

@@ -29,6 +29,7 @@ from asynccache import (
 )
 from asynccache.testing import FakeProvider, RedisServer
 from tests.support import FAST_RETRY
+from tests.support.held_reads import HeldReads
 from tests.support.streams import CHAT, CLAUDE, WEATHER, chat_text, chunks_of, dumps
 
 
@@ -61,6 +62,47 @@ def free_port() -> int:
 # =============================================================================================
 # Regressions found in review: each test below failed before its fix.
 # =============================================================================================
+
+
+async def test_a_lone_stream_miss_reads_the_store_once(
+    fp: FakeProvider, oai: openai.AsyncOpenAI
+) -> None:
+    store = HeldReads()
+    async with Cache(store, l1_max_entries=0, generation_refresh=3600) as cache:
+        client = wrap_openai(oai, cache)
+        await chunks_of(await client.chat.completions.create(**CHAT, stream=True))
+        reads = store.reads
+        miss = await client.chat.completions.create(**{**CHAT, "seed": 2}, stream=True)
+        await chunks_of(miss)
+        assert cache_status(miss).outcome == "miss" and store.reads - reads == 1  # type: ignore[union-attr]
+    assert fp.calls == 2
+
+
+async def test_a_stream_miss_whose_read_raced_a_local_write_replays_it(
+    fp: FakeProvider, oai: openai.AsyncOpenAI
+) -> None:
+    # As for plain requests (test_engine): B's read is answered before A's stream is stored
+    # and reaches B after A's flight ended; B must replay what A stored, not stream anew.
+    fp.stream_chunk_delay = 0.005
+    store = HeldReads()
+    async with Cache(store, l1_max_entries=0, generation_refresh=3600) as cache:
+        client = wrap_openai(oai, cache)
+        await chunks_of(await client.chat.completions.create(**{**CHAT, "seed": 2}, stream=True))
+        a = await client.chat.completions.create(**CHAT, stream=True)
+        store.hold = asyncio.Event()
+        b = asyncio.create_task(client.chat.completions.create(**CHAT, stream=True))
+        for _ in range(1000):
+            if store.held:
+                break
+            await asyncio.sleep(0)
+        assert store.held == 1
+        first = chat_text(await chunks_of(a))
+        await asyncio.sleep(0.01)  # A's flight has stored the stream and ended
+        store.hold.set()
+        replayed = await b
+        assert cache_status(replayed).outcome == "hit"  # type: ignore[union-attr]
+        assert chat_text(await chunks_of(replayed)) == first
+    assert fp.calls == 2
 
 
 async def test_refresh_stream_with_a_shared_store_goes_upstream(
@@ -588,7 +630,7 @@ async def test_streams_fail_open_when_redis_freezes_mid_stream(
             try:
                 t0 = time.perf_counter()
                 assert chat_text(await chunks_of(stream))
-                async with other.messages.stream(**CLAUDE) as s:  # lookup + recheck + write
+                async with other.messages.stream(**CLAUDE) as s:  # a lookup, then a write
                     assert (await s.get_final_message()).content
                 assert time.perf_counter() - t0 < 3.0
             finally:
