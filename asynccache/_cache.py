@@ -315,7 +315,7 @@ class Cache:
             await self._layers.refresh_generation()
             now = self._clock()  # that awaited the store: L1 expiry is judged after it
         key = self._layers.key(request.tenant, digest)
-        read_after = -1  # this process's store writes before the read below; -1: no read
+        read_after = -1  # Layers.written when the store was read below; -1: it was not
         if mode != "refresh":
             l1 = self._l1
             entry = l1.get_at(key, now) if l1 is not None else None
@@ -374,12 +374,13 @@ class Cache:
         retry: RetryPolicy,
         read_after: int,
     ) -> CachedResponse:
-        """``read_after``: how many store writes this process had finished when the lookup
-        read the store (-1: it did not). A new flight reads the store again only if a write
-        finished since: that read may have been answered before the write landed (a flight for
-        this key ending as it ran), and a second paid call would follow. For another process's
-        write, a re-read on every miss would cost a round trip to close a window of
-        microseconds, while the upstream call itself leaves one of seconds open."""
+        """``read_after``: how many store writes this Cache had finished when the lookup read
+        the store (-1: it did not). A new flight reads the store again only if one of its
+        writes may have raced that read (``Layers.raced``: one finished since, or one under
+        way; a flight for this key that ended as the read ran, say): else a second paid call
+        would follow. For another process's write, a re-read on every miss would cost a round
+        trip to close a window of microseconds, while the upstream call itself leaves one of
+        seconds open."""
         st = self._stats
         flight = self._flights.get(key)
         if flight is not None and opts.mode != "refresh":
@@ -410,11 +411,11 @@ class Cache:
                     opts,
                     sender,
                     retry,
-                    recheck=0 <= read_after != self._layers.written,
+                    recheck=self._layers.raced(read_after),
                 ),
             )
             landed = await self._flights.wait(flight, follower=False)
-        if landed.layer == "l2":  # another process stored it while we were deciding
+        if landed.layer == "l2":  # the re-read found it: a write raced the lookup
             st.hits_l2 += 1
             st.saved(landed.facts.model, landed.facts.usage, opts.category)
             return CachedResponse(landed.value, CacheStatus("hit", "l2", key), landed.entry)

@@ -69,9 +69,10 @@ class Layers:
         self._gen_refresh = generation_refresh
         self.generation_due = 0.0 if backend is not None else float("inf")
         self._heads: dict[str | None, str] = {}
-        #: Writes this process has finished: a store read during which this changed may have
-        #: raced one of them (see ``Cache._miss``).
+        #: Writes of this Cache finished, and under way: what a store read may have raced
+        #: (:meth:`raced`).
         self.written = 0
+        self.writing = 0
         self._last_warning = -_LOG_EVERY
         self._suppressed = 0
 
@@ -168,8 +169,22 @@ class Layers:
 
     # -- writes --------------------------------------------------------------------------------
 
+    def raced(self, read_after: int) -> bool:
+        """Whether a store read made when :attr:`written` was ``read_after`` (-1: none was
+        made) may have been answered before a write of this Cache landed: one that finished
+        since, or one still under way (its data can be in the store before it returns)."""
+        return read_after >= 0 and (read_after != self.written or self.writing > 0)
+
     async def write(self, writes: list[tuple[str, Write]]) -> None:
         """L2 first (other processes can see it no later than this one serves it), then L1."""
+        self.writing += 1
+        try:
+            await self._write(writes)
+        finally:  # cancelled or not: the store may hold it now
+            self.writing -= 1
+            self.written += 1
+
+    async def _write(self, writes: list[tuple[str, Write]]) -> None:
         stored = False
         if self.backend is not None and self._breaker.allow():
             items: list[Item] = [(key, w.raw, w.entry.ttl) for key, w in writes]
@@ -191,7 +206,6 @@ class Layers:
             self.l1_put(key, w.entry, w.held)
         if stored or self.l1 is not None:
             self._stats.stores += len(writes)
-        self.written += 1
 
     def l1_put(self, key: str, entry: Entry, held: int | None = None) -> None:
         """Keep L1 no longer than the entry has left to live (and at most ``l1_ttl``), charged

@@ -92,7 +92,7 @@ async def get_or_stream(
     flight = cache._flights.get(key)
     fly = _Fly(cache, key, digest, request, opts, opener, shape, retry)
     if flight is None or opts.mode == "refresh":
-        raced = 0 <= read_after != cache._layers.written  # -1 for a refresh: it never reads
+        raced = cache._layers.raced(read_after)  # never for a refresh: it did not read
         return await fly.lead(register=flight is None, recheck=raced)
     tee = cache._tees.get(key)
     waited: asyncio.Future[Any] = flight if tee is None else tee.opened
@@ -175,7 +175,7 @@ class _Fly:
             cache._flights.spawn(coro)
         source = await cache._flights.wait(tee.opened, follower=False)
         st = cache._stats
-        if source is not None:  # another process stored it while we were deciding
+        if source is not None:  # the re-read found it: a write raced the lookup
             st.hits_l2 += 1
             st.saved(source.model, source.usage, self.opts.category)
             age = max(0.0, cache._clock() - source.created_at)

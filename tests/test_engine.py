@@ -318,15 +318,59 @@ async def test_a_miss_whose_read_raced_a_local_write_reads_again_instead_of_call
         a = asyncio.create_task(cache.get_or_fetch(chat(), held_send))
         await _until(lambda: up.calls == 2, "A's flight calls upstream")
         store.hold = asyncio.Event()
+        reads = store.reads
         b = asyncio.create_task(cache.get_or_fetch(chat(), up.sender("from B")))
         await _until(lambda: store.held == 1, "B's read is answered and held")
         release.set()
         assert (await a).status.outcome == "miss"  # A's flight stored and ended
         store.hold.set()
         got = await b
-    assert up.calls == 2
+    assert up.calls == 2 and store.reads - reads == 2  # B's lookup, and B's flight again
     assert (got.status.outcome, got.status.layer) == ("hit", "l2")
     assert got.value["choices"][0]["message"]["content"] == "from A"
+
+
+async def test_a_miss_whose_read_raced_a_write_under_way_reads_again_instead_of_calling() -> None:
+    # W (a refresh: a flight no one joins) has put its answer in the store, and its write has
+    # not returned, when B's empty read reaches B. No flight is left for B to join.
+    store, up = HeldReads(), Upstream()
+    go_f, go_w = asyncio.Event(), asyncio.Event()
+
+    def held(text: str, go: asyncio.Event, fail: bool = False) -> Any:
+        async def send() -> dict[str, Any]:
+            up.calls += 1
+            await go.wait()
+            if fail:
+                raise StatusError(400)
+            return up.answer(text)
+
+        return send
+
+    async with Cache(store, l1_max_entries=0, generation_refresh=3600) as cache:
+        await cache.get_or_fetch(chat("warm"), up.sender())
+        f = asyncio.create_task(cache.get_or_fetch(chat(), held("from F", go_f, fail=True)))
+        await _until(lambda: up.calls == 2, "F's flight calls upstream")
+        refresh = chat(options=CacheOptions(mode="refresh"))
+        w = asyncio.create_task(cache.get_or_fetch(refresh, held("from W", go_w)))
+        await _until(lambda: up.calls == 3, "W calls upstream beside F")
+        go_f.set()
+        with pytest.raises(StatusError):
+            await f  # F's error is never stored: the key has no flight now
+        store.hold = asyncio.Event()
+        reads = store.reads
+        b = asyncio.create_task(cache.get_or_fetch(chat(), up.sender("from B")))
+        await _until(lambda: store.held == 1, "B's read is answered and held")
+        store.hold_writes = asyncio.Event()
+        go_w.set()
+        await _until(lambda: store.writes_held == 1, "W's answer is in the store")
+        store.hold.set()
+        await _until(lambda: store.reads - reads == 2 or b.done(), "B reads again")
+        store.hold_writes.set()
+        got = await b
+        assert (await w).value["choices"][0]["message"]["content"] == "from W"
+    assert up.calls == 3
+    assert (got.status.outcome, got.status.layer) == ("hit", "l2")
+    assert got.value["choices"][0]["message"]["content"] == "from W"
 
 
 async def test_cancelled_callers_do_not_cancel_the_flight(cache: Cache) -> None:

@@ -90,6 +90,7 @@ async def test_a_stream_miss_whose_read_raced_a_local_write_replays_it(
         await chunks_of(await client.chat.completions.create(**{**CHAT, "seed": 2}, stream=True))
         a = await client.chat.completions.create(**CHAT, stream=True)
         store.hold = asyncio.Event()
+        reads = store.reads
         b = asyncio.create_task(client.chat.completions.create(**CHAT, stream=True))
         for _ in range(1000):
             if store.held:
@@ -102,6 +103,7 @@ async def test_a_stream_miss_whose_read_raced_a_local_write_replays_it(
         replayed = await b
         assert cache_status(replayed).outcome == "hit"  # type: ignore[union-attr]
         assert chat_text(await chunks_of(replayed)) == first
+        assert store.reads - reads == 2  # B's lookup found nothing: A had not stored yet
     assert fp.calls == 2
 
 
