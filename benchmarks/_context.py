@@ -38,6 +38,7 @@ class Sizes:
     count_sample: int = 1_000  # hits / followers observed by the task and shield counters
     stall_entries: int = 100_000
     stall_idle: float = 3.0  # seconds idle while the ticker watches the loop
+    stall_windows: int = 3  # idle windows per contender: the median of their worst lateness
     mem_entries: int = 25_000  # bytes per entry does not depend on the count; tracing is slow
     mem_value_bytes: int = 2_048
     bound_bytes: int = 16 << 20  # the L1 byte bound under test
@@ -64,6 +65,7 @@ class Sizes:
             count_sample=200,
             stall_entries=10_000,
             stall_idle=1.0,
+            stall_windows=1,
             mem_entries=5_000,
             bound_bytes=2 << 20,
             bound_inserts=5_000,

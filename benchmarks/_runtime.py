@@ -25,6 +25,7 @@ from typing import Any
 import redis.asyncio as aioredis
 from _context import Ctx
 from _fixtures import chat_body, naive_key, request, sized_value
+from _measure import median
 from _misses import Upstream
 from _peers import Peer, PeerSpec, aiocache_memory, cashews_memory, memory_peers, redis_peers
 
@@ -212,37 +213,48 @@ async def _peer_counts(
 # --- 9. stall -----------------------------------------------------------------------------------
 
 
-async def _worst_lateness(idle: float) -> float:
-    """Idle for ``idle`` seconds while a ticker sleeps 1 ms in a loop: the worst lateness (ns)."""
-    worst = 0.0
-    end = time.perf_counter() + idle
-    while (start := time.perf_counter()) < end:
-        await asyncio.sleep(0.001)
-        worst = max(worst, time.perf_counter() - start - 0.001)
-    return worst * 1e9
+async def _worst_lateness(idle: float, windows: int) -> float:
+    """Idle for ``idle`` seconds while a ticker sleeps 1 ms in a loop: the worst lateness (ns),
+    the median over ``windows`` such windows. An upkeep sweep stalls every window (cashews
+    sweeps each second); a one-off pause of the VM itself (up to 4 ms here, with nothing
+    running in the process) stalls one, and must not be read as the cache's."""
+    worsts = []
+    for _ in range(windows):
+        gc.collect()
+        worst = 0.0
+        end = time.perf_counter() + idle
+        while (start := time.perf_counter()) < end:
+            await asyncio.sleep(0.001)
+            worst = max(worst, time.perf_counter() - start - 0.001)
+        worsts.append(worst * 1e9)
+    return median(worsts)
 
 
-def _ttls(n: int, idle: float) -> list[float]:
-    """Half live an hour; the other half, stored last, expire during the idle window."""
-    return [3600.0] * (n - n // 2) + [idle / 2] * (n // 2)
+def _ttls(n: int, idle: float, windows: int) -> list[float]:
+    """Half live an hour; the other half, stored last, expire in the middle of the idle
+    windows, a share in each (the shortest-lived stored last)."""
+    expiring = n // 2
+    ttls = [3600.0] * (n - expiring)
+    for k in reversed(range(windows)):
+        share = expiring // windows + (k < expiring % windows)
+        ttls += [idle * (k + 0.5)] * share
+    return ttls
 
 
 async def stall(ctx: Ctx) -> None:
     sizes = ctx.sizes
-    n, idle = sizes.stall_entries, sizes.stall_idle
-    ttls = _ttls(n, idle)
+    n, idle, windows = sizes.stall_entries, sizes.stall_idle, sizes.stall_windows
+    ttls = _ttls(n, idle, windows)
     up = Upstream(ctx.value)
-    label = f"max lateness of a 1 ms ticker, {idle:.0f} s idle"
-    workload = f"{W9} (half expiring in the window)".replace("100,000", f"{n:,}")
+    label = f"max lateness of a 1 ms ticker, {idle:.0f} s idle (median of {windows} windows)"
+    workload = f"{W9} (half expiring in the windows)".replace("100,000", f"{n:,}")
     async with Cache.from_url("memory://", l1_max_entries=2 * n, l1_max_bytes=1 << 31) as cache:
         for i, ttl in enumerate(ttls):
             await cache.get_or_fetch(request(chat_body(STALL_BASE + i), ttl=ttl), up)
-        gc.collect()
-        ctx.rec.ours("stall", workload, label, "ns", await _worst_lateness(idle))
+        ctx.rec.ours("stall", workload, label, "ns", await _worst_lateness(idle, windows))
     if not ctx.rec.with_peers:
         return
-    gc.collect()
-    ctx.rec.peer("stall", "the ticker alone, nothing stored", await _worst_lateness(idle))
+    ctx.rec.peer("stall", "the ticker alone, nothing stored", await _worst_lateness(idle, windows))
     for spec in (cashews_memory(size=2 * n), aiocache_memory()):
         if spec.open is None:
             ctx.rec.peer("stall", spec.name, None, spec.missing)
@@ -251,8 +263,7 @@ async def stall(ctx: Ctx) -> None:
         try:
             for i, ttl in enumerate(ttls):
                 await peer.set(naive_key(chat_body(STALL_BASE + i)), ctx.value, ttl)
-            gc.collect()
-            ctx.rec.peer("stall", spec.name, await _worst_lateness(idle))
+            ctx.rec.peer("stall", spec.name, await _worst_lateness(idle, windows))
         finally:
             await peer.close()
 
