@@ -315,7 +315,6 @@ class Cache:
             await self._layers.refresh_generation()
             now = self._clock()  # that awaited the store: L1 expiry is judged after it
         key = self._layers.key(request.tenant, digest)
-        read_after = -1  # Layers.written when the store was read below; -1: it was not
         if mode != "refresh":
             l1 = self._l1
             entry = l1.get_at(key, now) if l1 is not None else None
@@ -324,8 +323,8 @@ class Cache:
                 st.saved(entry.model, entry.usage, opts.category)
                 age = now - entry.created_at
                 return answer_of(entry.value, "hit", "l1", key, age if age > 0.0 else 0.0, entry)
+            read_after = self._layers.written  # when the store was read (below)
             if self.backend is not None:
-                read_after = self._layers.written
                 entry = await self._layers.read(key, digest, request.tenant)
                 if entry is not None:
                     st.hits_l2 += 1
@@ -334,6 +333,8 @@ class Cache:
                     return answer_of(entry.value, "hit", "l2", key, age, entry)
             if mode == "only":
                 raise CacheMissError(f"mode='only' and no cached answer for key {key}")
+        else:
+            read_after = -1  # a refresh does not read the store
         return await self._miss(key, digest, request, opts, sender, retry or self.retry, read_after)
 
     async def _lookup(
