@@ -193,14 +193,20 @@ def pkg(name: str) -> str:
 
 
 def cpu_model() -> str:
+    """The CPU's name, and its clock where the name omits it (a VM's "Xeon Processor")."""
+    fields: dict[str, str] = {}
     try:
         with open("/proc/cpuinfo") as f:
             for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
+                name, _, value = line.partition(":")
+                fields.setdefault(name.strip(), value.strip())
     except OSError:
         pass
-    return platform.processor() or "?"
+    model = fields.get("model name") or platform.processor() or "?"
+    mhz = fields.get("cpu MHz")
+    if mhz and "Hz" not in model:
+        model += f" at {float(mhz) / 1000:.1f} GHz"
+    return model
 
 
 def environment(redis_server: str, loops: Iterable[str]) -> list[str]:

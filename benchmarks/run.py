@@ -129,7 +129,7 @@ behind an `async def`, one hand-packed MGET per loop tick), which build the floo
 no rules: they are what the goals were set against. Peers are configured as their docs show (default serializers
 and timeouts); cashews `mem://` gets the same capacity as asynccache's L1 (its default is 1,000
 entries). Each figure is the median over the repeats (the stampede and Zipf workloads use at
-most 3; the stall and memory workloads run once).
+most 3; the stall, the median of 3 idle windows; the memory workload runs once).
 """
 
 #: Over the relative goal lines (why they exist: ``_goals.relative_goals``).
