@@ -376,11 +376,13 @@ class Cache:
         read_after: int,
     ) -> CachedResponse:
         """``read_after``: how many store writes this Cache had finished when the lookup read
-        the store (-1: it did not). A new flight reads the store again only if one of its
-        writes may have raced that read (``Layers.raced``: one finished since, or one under
-        way; a flight for this key that ended as the read ran, say): else a second paid call
-        would follow. For another process's write, a re-read on every miss would cost a round
-        trip to close a window of microseconds, while the upstream call itself leaves one of
+        the store (-1: it did not). A new flight reads the store again only if a write of
+        this Cache, of any key, finished since or is still under way (``Layers.raced``): the
+        read may have been answered before that write landed. Say a flight for this key ended
+        as the read ran: no flight is left to join, and without a second read a second paid
+        call would follow. Under load nearly every miss still reads twice; a lone one reads
+        once. For another process's write, a re-read on every miss would cost a round trip
+        to close a window of microseconds, while the upstream call itself leaves one of
         seconds open."""
         st = self._stats
         flight = self._flights.get(key)

@@ -32,7 +32,7 @@ from asynccache import (
 from asynccache._exceptions import CacheClosedError
 from asynccache.backends import MemoryBackend, RedisBackend, SQLiteBackend
 from tests.support import RedisServer, TaskCounter
-from tests.support.held_reads import HeldReads
+from tests.support.held_store import HeldStore
 
 FAST_RETRY = RetryPolicy(attempts=3, initial=0.001, maximum=0.01)
 
@@ -292,7 +292,7 @@ async def _until(done: Any, what: str) -> None:
 
 
 async def test_a_lone_miss_reads_the_store_once() -> None:
-    store, up = HeldReads(), Upstream()
+    store, up = HeldStore(), Upstream()
     async with Cache(store, l1_max_entries=0, generation_refresh=3600) as cache:
         await cache.get_or_fetch(chat("first"), up.sender())  # reads the generation too
         reads = store.reads
@@ -305,7 +305,7 @@ async def test_a_lone_miss_reads_the_store_once() -> None:
 async def test_a_miss_whose_read_raced_a_local_write_reads_again_instead_of_calling() -> None:
     # B's read is answered (nothing there) before A's flight stores, and reaches B after that
     # flight has ended: B finds no flight to join, and must not pay for a second call.
-    store, up = HeldReads(), Upstream()
+    store, up = HeldStore(), Upstream()
     release = asyncio.Event()
 
     async def held_send() -> dict[str, Any]:
@@ -333,7 +333,7 @@ async def test_a_miss_whose_read_raced_a_local_write_reads_again_instead_of_call
 async def test_a_miss_whose_read_raced_a_write_under_way_reads_again_instead_of_calling() -> None:
     # W (a refresh: a flight no one joins) has put its answer in the store, and its write has
     # not returned, when B's empty read reaches B. No flight is left for B to join.
-    store, up = HeldReads(), Upstream()
+    store, up = HeldStore(), Upstream()
     go_f, go_w = asyncio.Event(), asyncio.Event()
 
     def held(text: str, go: asyncio.Event, fail: bool = False) -> Any:

@@ -29,7 +29,7 @@ from asynccache import (
 )
 from asynccache.testing import FakeProvider, RedisServer
 from tests.support import FAST_RETRY
-from tests.support.held_reads import HeldReads
+from tests.support.held_store import HeldStore
 from tests.support.streams import CHAT, CLAUDE, WEATHER, chat_text, chunks_of, dumps
 
 
@@ -67,7 +67,7 @@ def free_port() -> int:
 async def test_a_lone_stream_miss_reads_the_store_once(
     fp: FakeProvider, oai: openai.AsyncOpenAI
 ) -> None:
-    store = HeldReads()
+    store = HeldStore()
     async with Cache(store, l1_max_entries=0, generation_refresh=3600) as cache:
         client = wrap_openai(oai, cache)
         await chunks_of(await client.chat.completions.create(**CHAT, stream=True))
@@ -84,7 +84,7 @@ async def test_a_stream_miss_whose_read_raced_a_local_write_replays_it(
     # As for plain requests (test_engine): B's read is answered before A's stream is stored
     # and reaches B after A's flight ended; B must replay what A stored, not stream anew.
     fp.stream_chunk_delay = 0.005
-    store = HeldReads()
+    store = HeldStore()
     async with Cache(store, l1_max_entries=0, generation_refresh=3600) as cache:
         client = wrap_openai(oai, cache)
         await chunks_of(await client.chat.completions.create(**{**CHAT, "seed": 2}, stream=True))

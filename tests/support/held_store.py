@@ -17,7 +17,7 @@ from asynccache.backends import MemoryBackend
 from asynccache.backends._base import Item
 
 
-class HeldReads:
+class HeldStore:
     def __init__(self) -> None:
         self.store = MemoryBackend()
         self.reads = 0  # get_many calls, generation reads included
