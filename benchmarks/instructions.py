@@ -16,7 +16,7 @@ byte, so an anchor's count is far smaller than its share of the time. Under valg
 runs ~50x slower while redis-server does not, so Redis batches are always full here: this
 counts the per-hit work, not how well batches fill under real timing.
 
-    python benchmarks/instructions.py            # every scenario (about 2.5 minutes)
+    python benchmarks/instructions.py            # every scenario (about 4 minutes)
     python benchmarks/instructions.py l1 l2      # some
 
 Needs valgrind (``apt-get install valgrind``) and redis-server; it starts its own server on a
@@ -47,10 +47,13 @@ SCENARIOS = {
     "l1-anchor": "minimal async wrapper incl. key build (issue 4's L1 anchor)",
     "l2": "L2 hit, get_or_fetch on redis:// with l1_max_entries=0, 100 callers",
     "l2-anchor": "batched MGET per loop tick + orjson.loads (issue 4's L2 anchor)",
+    "sdk": "wrap_openai hit -> ChatCompletion, memory://, FakeProvider (issue 4's goal 3)",
+    "sdk-validate": "the pydantic validation of that ChatCompletion alone (part of sdk)",
 }
 #: Callers, and the two numbers of hits per caller whose difference is measured.
 RUNS = {"l1": (1, 1_000, 6_000), "l1-anchor": (1, 1_000, 6_000)}
 RUNS |= {"l2": (100, 20, 120), "l2-anchor": (100, 20, 120)}
+RUNS |= {"sdk": (1, 500, 3_000), "sdk-validate": (1, 500, 3_000)}
 VALUE = {
     "id": "chatcmpl-instructions",
     "object": "chat.completion",
@@ -85,6 +88,9 @@ async def _ops(
 
     async def fetch() -> Any:
         return VALUE
+
+    if scenario in ("sdk", "sdk-validate"):
+        return await _sdk_ops(scenario, stack)
 
     if scenario in ("l1", "l2"):
         cache = (
@@ -123,6 +129,38 @@ async def _ops(
         return orjson.loads(raw) if raw is not None else None
 
     return [lambda b=b: lookup(b) for b in bodies], stack
+
+
+async def _sdk_ops(scenario: str, stack: Any) -> tuple[list[Callable[[], Awaitable[Any]]], Any]:
+    """A hit through the wrapped SDK, as ``_hits.wrap_openai_hit`` times it; or only the
+    validation of the stored answer into the ChatCompletion that hit returns."""
+    import openai
+    from _fixtures import ANSWER
+
+    from asynccache import Cache, wrap_openai
+    from asynccache.integrations._common import build
+    from asynccache.testing import FakeProvider
+
+    body = chat_body()
+    fp = await stack.enter_async_context(FakeProvider(latency=0.0, answer=ANSWER))
+    client = openai.AsyncOpenAI(base_url=fp.openai_base_url, api_key="instructions")
+    stack.push_async_callback(client.close)
+    cache = await stack.enter_async_context(Cache.from_url("memory://"))
+    wrapped = wrap_openai(client, cache)
+    first = await wrapped.chat.completions.create(**body)
+    if scenario == "sdk":
+        return [lambda: wrapped.chat.completions.create(**body)], stack
+    stored = (await cache.get_or_fetch(request(body), _unreachable)).value
+    model = type(first)
+
+    async def validate() -> Any:
+        return build(model, stored)
+
+    return [validate], stack
+
+
+async def _unreachable() -> Any:
+    raise AssertionError("the answer was stored by the first call")
 
 
 async def _child(scenario: str, per: int, url: str) -> None:
@@ -185,7 +223,7 @@ def main(argv: list[str]) -> int:
             per_hit[scenario] = (many - few) / hits
     for scenario in wanted:
         print(
-            f"{scenario:10s} {per_hit[scenario]:>10,.0f} instructions per hit  {SCENARIOS[scenario]}"
+            f"{scenario:12s} {per_hit[scenario]:>10,.0f} instructions per hit  {SCENARIOS[scenario]}"
         )
     return 0
 
