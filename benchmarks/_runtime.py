@@ -278,9 +278,9 @@ def _summary(name: str, got: list[Window]) -> str:
 async def stall(ctx: Ctx) -> None:
     """The median over the windows of each one's worst lateness: a sweep that runs in most
     windows (cashews sweeps each second) or a burst of expiries (one in every window) shows
-    in it; a one-off pause of the VM itself (3.7 ms in one window here, with no collection
-    and nothing else running in the process) stalls one window, and is not the cache's. The
-    notes give every window."""
+    in it; a one-off pause of the VM itself (3.9 ms in one window of the ticker alone, with
+    nothing stored, in a run here) stalls one window, and is not the cache's. The notes give
+    every window."""
     sizes = ctx.sizes
     n, idle, windows = sizes.stall_entries, sizes.stall_idle, sizes.stall_windows
     up = Upstream(ctx.value)
@@ -314,8 +314,9 @@ async def stall(ctx: Ctx) -> None:
                 seen.append(_summary(spec.name, got))
             finally:
                 await peer.close()
+    loop = " (uvloop)" if ctx.rec.uvloop else ""
     ctx.rec.note(
-        "Stall, each window's worst lateness (entries due in it): " + "; ".join(seen) + "."
+        f"Stall{loop}, each window's worst lateness (entries due in it): {'; '.join(seen)}."
     )
 
 
