@@ -64,49 +64,6 @@ def free_port() -> int:
 # =============================================================================================
 
 
-async def test_a_lone_stream_miss_reads_the_store_once(
-    fp: FakeProvider, oai: openai.AsyncOpenAI
-) -> None:
-    store = HeldStore()
-    async with Cache(store, l1_max_entries=0, generation_refresh=3600) as cache:
-        client = wrap_openai(oai, cache)
-        await chunks_of(await client.chat.completions.create(**CHAT, stream=True))
-        reads = store.reads
-        miss = await client.chat.completions.create(**{**CHAT, "seed": 2}, stream=True)
-        await chunks_of(miss)
-        assert cache_status(miss).outcome == "miss" and store.reads - reads == 1  # type: ignore[union-attr]
-    assert fp.calls == 2
-
-
-async def test_a_stream_miss_whose_read_raced_a_local_write_replays_it(
-    fp: FakeProvider, oai: openai.AsyncOpenAI
-) -> None:
-    # As for plain requests (test_engine): B's read is answered before A's stream is stored
-    # and reaches B after A's flight ended; B must replay what A stored, not stream anew.
-    fp.stream_chunk_delay = 0.005
-    store = HeldStore()
-    async with Cache(store, l1_max_entries=0, generation_refresh=3600) as cache:
-        client = wrap_openai(oai, cache)
-        await chunks_of(await client.chat.completions.create(**{**CHAT, "seed": 2}, stream=True))
-        a = await client.chat.completions.create(**CHAT, stream=True)
-        store.hold = asyncio.Event()
-        reads = store.reads
-        b = asyncio.create_task(client.chat.completions.create(**CHAT, stream=True))
-        for _ in range(1000):
-            if store.held:
-                break
-            await asyncio.sleep(0)
-        assert store.held == 1
-        first = chat_text(await chunks_of(a))
-        await asyncio.sleep(0.01)  # A's flight has stored the stream and ended
-        store.hold.set()
-        replayed = await b
-        assert cache_status(replayed).outcome == "hit"  # type: ignore[union-attr]
-        assert chat_text(await chunks_of(replayed)) == first
-        assert store.reads - reads == 2  # B's lookup found nothing: A had not stored yet
-    assert fp.calls == 2
-
-
 async def test_refresh_stream_with_a_shared_store_goes_upstream(
     fp: FakeProvider, oai: openai.AsyncOpenAI, redis_url: str
 ) -> None:
@@ -733,3 +690,46 @@ async def test_a_schema_dict_as_output_format_is_refused_as_the_sdk_refuses_it()
             with pytest.raises(TypeError, match="output_format"):
                 await use(wrap_anthropic(claude, cache))
         assert fp.calls == 0
+
+
+async def test_a_lone_stream_miss_reads_the_store_once(
+    fp: FakeProvider, oai: openai.AsyncOpenAI
+) -> None:
+    store = HeldStore()
+    async with Cache(store, l1_max_entries=0, generation_refresh=3600) as cache:
+        client = wrap_openai(oai, cache)
+        await chunks_of(await client.chat.completions.create(**CHAT, stream=True))
+        reads = store.reads
+        miss = await client.chat.completions.create(**{**CHAT, "seed": 2}, stream=True)
+        await chunks_of(miss)
+        assert cache_status(miss).outcome == "miss" and store.reads - reads == 1  # type: ignore[union-attr]
+    assert fp.calls == 2
+
+
+async def test_a_stream_miss_whose_read_raced_a_local_write_replays_it(
+    fp: FakeProvider, oai: openai.AsyncOpenAI
+) -> None:
+    # As for plain requests (test_engine): B's read is answered before A's stream is stored
+    # and reaches B after A's flight ended; B must replay what A stored, not stream anew.
+    fp.stream_chunk_delay = 0.005
+    store = HeldStore()
+    async with Cache(store, l1_max_entries=0, generation_refresh=3600) as cache:
+        client = wrap_openai(oai, cache)
+        await chunks_of(await client.chat.completions.create(**{**CHAT, "seed": 2}, stream=True))
+        a = await client.chat.completions.create(**CHAT, stream=True)
+        store.hold = asyncio.Event()
+        reads = store.reads
+        b = asyncio.create_task(client.chat.completions.create(**CHAT, stream=True))
+        for _ in range(1000):
+            if store.held:
+                break
+            await asyncio.sleep(0)
+        assert store.held == 1
+        first = chat_text(await chunks_of(a))
+        await asyncio.sleep(0.01)  # A's flight has stored the stream and ended
+        store.hold.set()
+        replayed = await b
+        assert cache_status(replayed).outcome == "hit"  # type: ignore[union-attr]
+        assert chat_text(await chunks_of(replayed)) == first
+        assert store.reads - reads == 2  # B's lookup found nothing: A had not stored yet
+    assert fp.calls == 2
