@@ -274,11 +274,11 @@ class Cache:
         options): it judges every call."""
         return type(self._policy) is CachePolicy and _keys.plain_top_level(request.body)
 
-    async def _keyed(self, request: CacheRequest) -> tuple[str, str]:
+    async def _keyed(self, tenant: str | None, digest: str) -> str:
         """The key under the current namespace generation (refreshed at most once a second)."""
         if self._clock() >= self._layers.generation_due:
             await self._layers.refresh_generation()
-        return self._key(request)
+        return self._layers.key(tenant, digest)
 
     # -- the read/fetch path -------------------------------------------------------------------
 

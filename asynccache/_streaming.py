@@ -75,12 +75,12 @@ async def get_or_stream(
     opts = request.options or cache.current_options()
     if opts.mode == "skip":
         return await _bypass(cache, bypass, "mode=skip", retry)
-    decision = cache._admit(request)[0]
-    if not decision.ok:
+    decision, digest = cache._admit(request)
+    if digest is None:
         if opts.mode == "only":
             raise CacheMissError(f"mode='only' but the request is not cacheable: {decision.reason}")
         return await _bypass(cache, bypass, decision.reason, retry)
-    key, digest = await cache._keyed(request)
+    key = await cache._keyed(request.tenant, digest)
     read_after = -1  # as in Cache._miss: re-read the store only if a write raced this lookup
     if opts.mode != "refresh":
         read_after = cache._layers.written
