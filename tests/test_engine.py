@@ -8,6 +8,7 @@ and a redis-server this test run started itself.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import gc
 import random
 import time
@@ -26,8 +27,10 @@ from asynccache import (
     CacheRequest,
     CacheStatus,
     ConfigurationError,
+    Entry,
     KeyBuildError,
     RetryPolicy,
+    Usage,
 )
 from asynccache._exceptions import CacheClosedError
 from asynccache.backends import MemoryBackend, RedisBackend, SQLiteBackend
@@ -272,6 +275,27 @@ async def test_a_hits_status_is_the_status_its_constructor_builds() -> None:
     built = CacheStatus("hit", "l1", hit.key, age=hit.age)
     assert hit == built and vars(hit) == vars(built)
     assert orjson.dumps(hit) == orjson.dumps(built)
+
+
+async def test_an_entry_read_from_the_store_is_the_frozen_entry_its_constructor_builds() -> None:
+    """The store's entries are decoded the fast way (``_models.entry_of`` and ``usage_of``, via
+    a twin class): the result must be an ``Entry`` and a ``Usage`` like any other, with every
+    field set (an unset slot would raise here), equal and immutable."""
+    up = Upstream()
+    opts = CacheOptions(ttl=60, tags=("faq",), category="support")
+    async with Cache(MemoryBackend(), l1_max_entries=0) as cache:
+        stored = (await cache.get_or_fetch(chat(options=opts), up.sender())).entry
+        read = (await cache.get_or_fetch(chat(options=opts), up.sender())).entry
+    assert stored is not None and read is not None and read is not stored
+    for got in (stored, read):
+        assert type(got) is Entry and type(got.usage) is Usage
+        rebuilt = Entry(**{f.name: getattr(got, f.name) for f in dataclasses.fields(Entry)})
+        assert got == rebuilt and hash(got.usage) == hash(Usage(1000, 100))
+        with pytest.raises(dataclasses.FrozenInstanceError):
+            got.value = None  # type: ignore[misc]
+        with pytest.raises(dataclasses.FrozenInstanceError):
+            got.usage.input_tokens = 0  # type: ignore[misc]
+    assert read == stored and read.tags == ("faq",) and read.category == "support"
 
 
 async def test_thousand_concurrent_identical_misses_make_one_call(cache: Cache) -> None:
