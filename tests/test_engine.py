@@ -21,6 +21,7 @@ import pytest
 
 from asynccache import (
     Cache,
+    CachedResponse,
     CacheMissError,
     CacheOptions,
     CachePolicy,
@@ -266,15 +267,21 @@ async def test_a_policy_of_ones_own_judges_every_call() -> None:
 
 
 async def test_a_hits_status_is_the_status_its_constructor_builds() -> None:
-    """Hits build their status the fast way (``_models.answer_of``): the same fields, in the
-    same order, for orjson and ``vars()`` as for ``CacheStatus(...)``."""
+    """Hits build their status the fast way (``_models.answer_of``, via a twin class): an
+    ordinary frozen ``CacheStatus`` with every field set, the same for orjson and ``asdict``
+    as one from ``CacheStatus(...)``."""
     up = Upstream()
     async with Cache.from_url("memory://") as cache:
         await cache.get_or_fetch(chat(), up.sender())
-        hit = (await cache.get_or_fetch(chat(), up.sender())).status
+        got = await cache.get_or_fetch(chat(), up.sender())
+    hit = got.status
     built = CacheStatus("hit", "l1", hit.key, age=hit.age)
-    assert hit == built and vars(hit) == vars(built)
+    assert type(got) is CachedResponse and got == CachedResponse(got.value, built, got.entry)
+    assert type(hit) is CacheStatus and hit == built and hash(hit) == hash(built)
+    assert dataclasses.asdict(hit) == dataclasses.asdict(built)
     assert orjson.dumps(hit) == orjson.dumps(built)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        hit.age = 0.0  # type: ignore[misc]
 
 
 async def test_an_entry_read_from_the_store_is_the_frozen_entry_its_constructor_builds() -> None:
