@@ -168,3 +168,56 @@ async def test_cluster_spreads_keys_over_slots_and_keeps_the_contract(
         assert await backend.delete_many([f"k{i}" for i in range(n)] + ["nope"]) == n - 1
     finally:
         await backend.aclose()
+
+
+async def test_an_error_reply_among_packed_writes_fails_them_and_leaves_the_connection_in_step(
+    private_redis: RedisServer,
+) -> None:
+    """Writes are packed and sent on the connections reads lease: one reply per command. A
+    server that refuses some of them (out of memory) must fail the call, and the replies
+    after the refusal must still be read, or the next command on that connection would get
+    a write's reply instead of its own."""
+    with redis.Redis.from_url(private_redis.url) as admin:
+        admin.config_set("maxmemory-policy", "noeviction")
+        used = int(admin.info("memory")["used_memory"])
+        admin.config_set("maxmemory", used + 400_000)
+    backend = RedisBackend.from_url(private_redis.url)
+    try:
+        await backend.set_many([("small", b"s", None)])
+        big = b"x" * 100_000
+        with pytest.raises(BackendError, match="OutOfMemoryError"):
+            await backend.set_many([(f"big{i}", big, 60) for i in range(12)])
+        for _ in range(3):  # on every connection the backend kept
+            assert await backend.get_many(["small", "absent"]) == [b"s", None]
+        with redis.Redis.from_url(private_redis.url) as admin:
+            admin.config_set("maxmemory", 0)
+            stored = sum(admin.exists(f"big{i}") for i in range(12))
+        assert 0 < stored < 12  # some fitted, the rest were refused
+        await backend.set_many([("after", b"a", None)])
+        assert await backend.get_many(["after", "small"]) == [b"a", b"s"]
+    finally:
+        await backend.aclose()
+
+
+async def test_writes_keep_no_connection_of_a_client_passed_in(redis_url: str) -> None:
+    """Writes lease connections as reads do, any number at once. Only as many as the reads
+    use may be kept, and none once the backend is closed, even by a write that was still on
+    the wire: the pool of a client passed in must be whole again after aclose()."""
+    size = 4
+    client = redis.asyncio.Redis.from_url(redis_url, max_connections=size)
+    try:
+        backend = RedisBackend(client)
+        await asyncio.gather(
+            *(backend.set_many([(f"w{i}", value(i), 60)]) for i in range(size - 1)),
+            backend.get_many(["w0"]),
+        )
+        late = asyncio.ensure_future(backend.set_many([("late", b"x" * 1_000_000, 60)]))
+        await asyncio.sleep(0)  # the write is on the wire
+        await backend.aclose()
+        await late
+        # Every connection is free: as many blocking commands at once as the pool holds.
+        got = await asyncio.gather(*(client.blpop([f"nothing{i}"], 0.05) for i in range(size)))
+        assert got == [None] * size
+        assert await client.get("late") == b"x" * 1_000_000
+    finally:
+        await client.aclose()

@@ -26,15 +26,20 @@ Rules that hold whichever path a lookup took:
   WRONGTYPE), so an answer never depends on which path the load picked.
 - :meth:`RedisBackend.aclose` fails the lookups still queued and waits for the ones in flight.
 
-Why reads bypass the client's command path on a plain pooled ``Redis``: packing MGET here costs a
-fifth of redis-py's ``pack_command`` per key, and a checkout from the blocking pool plus
-``execute_command`` cost about 15 us per command, a quarter of a loopback round trip. So reads are
-sent on connections the backend leases from the pool and keeps between lookups (at most one per
-slot). Each reuse still passes the pool's own ``ensure_connection`` check; a connection whose
-command failed goes straight back to the pool, and so do the idle ones before any write: a write
-must never wait for a new connection (a handshake of several round trips) while reads sit on
-spare ones. Cluster clients, single-connection clients and redis-py releases whose pool lacks
-``ensure_connection()`` or an argument-free ``get_connection()`` read through the client's API.
+Why reads and entry writes bypass the client's command path on a plain pooled ``Redis``: packing
+MGET here costs a fifth of redis-py's ``pack_command`` per key, and a checkout from the blocking
+pool plus ``execute_command`` cost about 15 us per command, a quarter of a loopback round trip; and
+a redis-py pipeline of one SET cost a miss about as much as the SET's own round trip (miss + store
+on Redis, p50: 281 us with it, about 220 us with SETs packed here; ``benchmarks/run.py --only 5``).
+So lookups and ``set_many`` are sent on connections the backend leases from the pool and keeps
+between commands (at most one per lookup slot; any more go back). Each reuse still passes the
+pool's own ``ensure_connection`` check; a connection whose command failed goes straight back to the
+pool. Several writes on one connection are read to their last reply even when one is refused, so
+the connection stays in step. The other writes (tags, deletes) go through the client's API, and the
+idle leased connections go back to the pool before each: such a write must never wait for a new
+connection (a handshake of several round trips) while reads sit on spare ones. Cluster clients,
+single-connection clients and redis-py releases whose pool lacks ``ensure_connection()`` or an
+argument-free ``get_connection()`` use the client's API for all.
 
 Why tight timeouts and no client retries: the cache is an optimisation. A stalled Redis must turn
 into :class:`BackendError` within about ``socket_timeout`` so the engine can fail open and go
@@ -60,7 +65,7 @@ from redis.asyncio import BlockingConnectionPool, Redis, RedisCluster
 from redis.asyncio.connection import AbstractConnection, ConnectionPool
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
-from redis.exceptions import RedisClusterException, RedisError
+from redis.exceptions import RedisClusterException, RedisError, ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from .._exceptions import BackendError, BackendTimeoutError, ConfigurationError
@@ -103,6 +108,21 @@ def _errors(what: str) -> Iterator[None]:
 
 def _px(ttl: float) -> int:
     return max(1, math.ceil(ttl * 1000))
+
+
+async def _read(conn: AbstractConnection, replies: int) -> Any:
+    """The reply to one command, or read the replies to several (and return None)."""
+    if replies == 1:
+        return await conn.read_response()
+    error: ResponseError | None = None
+    for _ in range(replies):
+        try:
+            await conn.read_response()
+        except ResponseError as exc:  # the server's error reply: the rest still follow it
+            error = error or exc
+    if error is not None:
+        raise error
+    return None
 
 
 class RedisBackend:
@@ -289,8 +309,32 @@ class RedisBackend:
         head = b"*%d\r\n$4\r\nMGET\r\n" % (len(raw) + 1)
         return head + b"".join([b"$%d\r\n%s\r\n" % (len(key), key) for key in raw])
 
-    async def _leased(self, packed: bytes) -> Any:
-        """Send one packed command on a leased connection; keep the connection if it worked."""
+    def _pack_set(self, items: Sequence[Item]) -> bytes:
+        """SET (with PX when the entry expires) per item in RESP, as redis-py would pack them,
+        one after another: a pipeline without redis-py's pipeline object. A ``ttl <= 0`` is an
+        UNLINK: already expired, and a reader must not see the previous value either."""
+        parts = []
+        for key, value, ttl in items:
+            k = key.encode(*self._encoding)
+            if ttl is None:
+                parts.append(
+                    b"*3\r\n$3\r\nSET\r\n$%d\r\n%s\r\n$%d\r\n%s\r\n"
+                    % (len(k), k, len(value), value)
+                )
+            elif ttl > 0:
+                ms = b"%d" % _px(ttl)
+                parts.append(
+                    b"*5\r\n$3\r\nSET\r\n$%d\r\n%s\r\n$%d\r\n%s\r\n$2\r\nPX\r\n$%d\r\n%s\r\n"
+                    % (len(k), k, len(value), value, len(ms), ms)
+                )
+            else:
+                parts.append(b"*2\r\n$6\r\nUNLINK\r\n$%d\r\n%s\r\n" % (len(k), k))
+        return b"".join(parts)
+
+    async def _leased(self, packed: bytes, replies: int = 1) -> Any:
+        """Send packed commands on a leased connection and read their ``replies``; keep the
+        connection if it worked. One reply is returned; of several, none (writes): an error
+        reply among them is raised once all are read, so the connection stays in step."""
         pool = self._pool
         assert pool is not None
         conn = self._conns.pop() if self._conns else None
@@ -303,7 +347,7 @@ class RedisBackend:
                 await pool.ensure_connection(conn)
             if _deadline is None or timeout is None:
                 await conn.send_packed_command(packed)
-                reply = await conn.read_response()
+                reply = await _read(conn, replies)
             else:
                 # One deadline of ours over the send and the read. With a socket timeout set,
                 # redis-py wraps every send in asyncio.wait_for: a task per lookup, twice the
@@ -313,7 +357,7 @@ class RedisBackend:
                 try:
                     async with _deadline(timeout):
                         await conn.send_packed_command(packed)
-                        reply = await conn.read_response()
+                        reply = await _read(conn, replies)
                 finally:
                     conn.socket_timeout = timeout
         except BaseException:
@@ -322,11 +366,17 @@ class RedisBackend:
             # cannot interrupt the pool's bookkeeping.
             await asyncio.shield(pool.release(conn))
             raise
-        self._conns.append(conn)
+        if self._closed or len(self._conns) >= _MAX_IN_FLIGHT:
+            # Writes lease too, any number at once: keep no more than the reads use, and none
+            # after aclose() gave the kept ones back (a client passed in keeps its pool whole).
+            await pool.release(conn)
+        else:
+            self._conns.append(conn)
         return reply
 
     async def _give_back_idle(self) -> None:
-        """Before a write: the pool gets back the read connections not in use right now.
+        """Before a write through the client's API: the pool gets back the leased connections
+        not in use right now.
 
         A write must never wait for a new connection (a handshake of several round trips)
         while this backend sits on idle ones; with a cold pool it otherwise lands after a read
@@ -337,13 +387,16 @@ class RedisBackend:
             for conn in conns:
                 await self._pool.release(conn)
 
-    # -- writes: one pipeline each -------------------------------------------------------------
+    # -- writes: entries packed on a leased connection, the rest one pipeline each ------------
 
     async def set_many(self, items: Sequence[Item]) -> None:
         if not items:
             return
         self._check_open()
-        await self._give_back_idle()
+        if self._pool is not None:  # packed here and sent on a leased connection, as reads are
+            with _errors("SET"):
+                await self._leased(self._pack_set(items), len(items))
+            return
         with _errors("SET"):
             async with self._client.pipeline(transaction=False) as pipe:
                 for key, value, ttl in items:
