@@ -1,7 +1,8 @@
 """Frozen value types that cross module boundaries.
 
-They are plain dataclasses (slots, frozen) so they are cheap on the hit path, hashable where it
-helps, and impossible to mutate behind another caller's back once shared by single-flight.
+They are plain frozen dataclasses, with slots but for CacheRequest (see "Hot-path constructors"),
+so they are cheap on the hit path, hashable where it helps, and impossible to mutate behind
+another caller's back once shared by single-flight.
 """
 
 from __future__ import annotations
@@ -194,7 +195,7 @@ class CachedResponse:
 # CacheRequest has no slots: the SDK wrappers fill its instance dict (``request_of``), which
 # costs less than a slot setter per field did. Measured with benchmarks/instructions.py, against
 # the same objects filled through their slots' setters (Entry, Usage) or their instance dicts
-# (CacheStatus, CachedResponse): an L2 hit 96,130 -> 90,347 instructions, an L1 hit 25,891 -> 24,885.
+# (CacheStatus, CachedResponse): an L2 hit 96,130 -> 90,520 instructions, an L1 hit 25,891 -> 24,884.
 
 _new = object.__new__
 
@@ -206,7 +207,11 @@ def _draft(cls: type) -> Any:
     of a slot's setter per field (~690 instructions each; an L2 hit decodes an ``Entry`` of
     ten). An instance of this twin takes the same stores at the interpreter's own speed; its
     ``__class__`` is then set to ``cls``, which CPython allows because the memory layouts
-    match (same slots, no dict). What the caller gets is an ordinary frozen ``cls``."""
+    match (same slots, no dict). What the caller gets is an ordinary frozen ``cls``.
+
+    Two costs elsewhere: a ``__class__`` assignment raises the ``object.__setattr__`` audit
+    event (two or three per hit, for programs with an audit hook), and on free-threaded
+    CPython it pauses every thread (gh-120198), which would cost there what it saves here."""
     return type(f"_{cls.__name__}Draft", (), {"__slots__": vars(cls)["__slots__"]})
 
 

@@ -34,6 +34,8 @@ from asynccache import (
     Usage,
 )
 from asynccache._exceptions import CacheClosedError
+from asynccache._models import answer_of, entry_of, usage_of
+from asynccache._recording import Recording
 from asynccache.backends import MemoryBackend, RedisBackend, SQLiteBackend
 from tests.support import RedisServer, TaskCounter
 from tests.support.held_store import HeldStore
@@ -282,6 +284,26 @@ async def test_a_hits_status_is_the_status_its_constructor_builds() -> None:
     assert orjson.dumps(hit) == orjson.dumps(built)
     with pytest.raises(dataclasses.FrozenInstanceError):
         hit.age = 0.0  # type: ignore[misc]
+
+
+def test_the_fast_constructors_build_what_the_dataclasses_build() -> None:
+    """``answer_of``, ``entry_of`` and ``usage_of`` fill a twin class and switch its class: a
+    distinct value per argument, so that two fields swapped or one left unset fails here (an
+    unset slot would not fail until read, and orjson does not check)."""
+    usage = usage_of(1, 2, 3, 4, 5)
+    assert type(usage) is Usage and usage == Usage(1, 2, 3, 4, 5)
+    rec = Recording((), ())
+    entry = entry_of("v", "d", "t", 1.5, 2.5, "m", usage, ("a",), "c", rec)
+    assert type(entry) is Entry
+    assert entry == Entry("v", "d", "t", 1.5, 2.5, "m", usage, ("a",), "c", rec)
+    for outcome, layer, key, age in [("hit", "l2", "K", 1.5), ("coalesced", None, "K2", None)]:
+        got = answer_of("v", outcome, layer, key, age, entry)  # type: ignore[arg-type]
+        want = CachedResponse("v", CacheStatus(outcome, layer, key, age=age), entry)  # type: ignore[arg-type]
+        assert type(got) is CachedResponse and type(got.status) is CacheStatus
+        assert got == want and repr(got) == repr(want)
+        assert orjson.dumps(got.status) == orjson.dumps(want.status)
+    for obj in (usage, entry, got, got.status):
+        assert all(hasattr(obj, f.name) for f in dataclasses.fields(obj))
 
 
 async def test_an_entry_read_from_the_store_is_the_frozen_entry_its_constructor_builds() -> None:
