@@ -16,6 +16,7 @@ import redis.asyncio
 from asynccache import BackendError, ConfigurationError
 from asynccache.backends import RedisBackend
 from tests.support import RedisClusterServer, RedisServer
+from tests.support.delay_proxy import DelayProxy
 
 
 def mget_calls(url: str) -> int:
@@ -173,30 +174,27 @@ async def test_cluster_spreads_keys_over_slots_and_keeps_the_contract(
 async def test_an_error_reply_among_packed_writes_fails_them_and_leaves_the_connection_in_step(
     private_redis: RedisServer,
 ) -> None:
-    """Writes are packed and sent on the connections reads lease: one reply per command. A
-    server that refuses some of them (out of memory) must fail the call, and the replies
-    after the refusal must still be read, or the next command on that connection would get
-    a write's reply instead of its own."""
+    """Writes are packed and sent on the connections lookups lease: one reply per command. A
+    server that refuses one of them (here: an ACL that allows keys ``ok*`` only) must fail
+    the call, and the replies after the refusal must still be read, or a later lookup on that
+    connection would get a write's reply instead of its own. Values of 100 KB reach the server
+    in several delayed chunks (the proxy), so the replies after the refusal are still on
+    their way when the pool checks the connection for unread data, and that check passes."""
     with redis.Redis.from_url(private_redis.url) as admin:
-        admin.config_set("maxmemory-policy", "noeviction")
-        used = int(admin.info("memory")["used_memory"])
-        admin.config_set("maxmemory", used + 400_000)
-    backend = RedisBackend.from_url(private_redis.url)
-    try:
-        await backend.set_many([("small", b"s", None)])
-        big = b"x" * 100_000
-        with pytest.raises(BackendError, match="OutOfMemoryError"):
-            await backend.set_many([(f"big{i}", big, 60) for i in range(12)])
-        for _ in range(3):  # on every connection the backend kept
-            assert await backend.get_many(["small", "absent"]) == [b"s", None]
-        with redis.Redis.from_url(private_redis.url) as admin:
-            admin.config_set("maxmemory", 0)
-            stored = sum(admin.exists(f"big{i}") for i in range(12))
-        assert 0 < stored < 12  # some fitted, the rest were refused
-        await backend.set_many([("after", b"a", None)])
-        assert await backend.get_many(["after", "small"]) == [b"a", b"s"]
-    finally:
-        await backend.aclose()
+        admin.acl_setuser(
+            "limited", enabled=True, passwords=["+secret"], keys=["ok*"], commands=["+@all"]
+        )
+    async with DelayProxy(private_redis.port) as proxy:
+        backend = RedisBackend.from_url(f"redis://limited:secret@127.0.0.1:{proxy.port}/0")
+        try:
+            for round_ in range(5):
+                items = [(f"ok{i}", value(round_) * 10_000, 60) for i in range(3)]
+                with pytest.raises(BackendError, match="NoPermission"):
+                    await backend.set_many([("refused", b"x" * 100_000, 60), *items])
+                got = await backend.get_many([key for key, _, _ in items])
+                assert got == [v for _, v, _ in items], round_
+        finally:
+            await backend.aclose()
 
 
 async def test_writes_keep_no_connection_of_a_client_passed_in(redis_url: str) -> None:
@@ -219,5 +217,36 @@ async def test_writes_keep_no_connection_of_a_client_passed_in(redis_url: str) -
         got = await asyncio.gather(*(client.blpop([f"nothing{i}"], 0.05) for i in range(size)))
         assert got == [None] * size
         assert await client.get("late") == b"x" * 1_000_000
+    finally:
+        await client.aclose()
+
+
+async def test_writes_and_lookups_share_a_pool_of_one(redis_url: str) -> None:
+    """A connection the backend keeps between commands is invisible to the pool's waiters: it
+    must go back to the pool while a command of ours waits there, or with a small pool the
+    writes would starve the lookups and each other until the pool's timeout."""
+    backend = RedisBackend.from_url(redis_url, max_connections=1)
+    try:
+        assert await backend.get_many(["p0"]) == [None]  # the one connection is kept
+        await asyncio.gather(
+            backend.set_many([("p0", value(0), 60)]),
+            backend.set_many([("p1", value(1), 60)]),
+            backend.get_many(["p2"]),
+            backend.set_many([("p2", value(2), 60)]),
+        )
+        assert await backend.get_many(["p0", "p1", "p2"]) == [value(0), value(1), value(2)]
+    finally:
+        await backend.aclose()
+
+
+async def test_a_write_keeps_no_connection_it_took_from_a_client_passed_in(redis_url: str) -> None:
+    """The backend keeps connections for lookups only; one a write took from the pool goes
+    back, so the user's own commands on a client passed in still find it."""
+    client = redis.asyncio.Redis.from_url(redis_url, max_connections=1)
+    try:
+        backend = RedisBackend(client)
+        await backend.set_many([("mine", b"v", 60)])
+        assert await client.get("mine") == b"v"  # would be "Too many connections"
+        await backend.aclose()
     finally:
         await client.aclose()

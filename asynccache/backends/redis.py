@@ -31,15 +31,18 @@ MGET here costs a fifth of redis-py's ``pack_command`` per key, and a checkout f
 pool plus ``execute_command`` cost about 15 us per command, a quarter of a loopback round trip; and
 a redis-py pipeline of one SET cost a miss about as much as the SET's own round trip (miss + store
 on Redis, p50: 281 us with it, about 220 us with SETs packed here; ``benchmarks/run.py --only 5``).
-So lookups and ``set_many`` are sent on connections the backend leases from the pool and keeps
-between commands (at most one per lookup slot; any more go back). Each reuse still passes the
-pool's own ``ensure_connection`` check; a connection whose command failed goes straight back to the
-pool. Several writes on one connection are read to their last reply even when one is refused, so
-the connection stays in step. The other writes (tags, deletes) go through the client's API, and the
-idle leased connections go back to the pool before each: such a write must never wait for a new
-connection (a handshake of several round trips) while reads sit on spare ones. Cluster clients,
-single-connection clients and redis-py releases whose pool lacks ``ensure_connection()`` or an
-argument-free ``get_connection()`` use the client's API for all.
+So lookups and ``set_many`` are sent on connections the backend leases from the pool, without the
+client's retry policy, and keeps between commands: at most one per lookup slot, since a write keeps
+only one it took from the kept ones, and none while a command of ours waits for the pool, whose
+waiters cannot see them. Each reuse still passes the pool's own ``ensure_connection`` check; a
+connection whose command failed goes straight back to the pool. Several writes on one connection
+are read to their last reply even when the server refuses one (an error reply; errors that redis-py
+treats as connection errors close the connection), so the connection stays in step. The other
+writes (tags, deletes) go through the client's API, and the idle leased connections go back to the
+pool before each: such a write must never wait for a new connection (a handshake of several round
+trips) while reads sit on spare ones. Cluster clients, single-connection clients and redis-py
+releases whose pool lacks ``ensure_connection()`` or an argument-free ``get_connection()`` use the
+client's API for all.
 
 Why tight timeouts and no client retries: the cache is an optimisation. A stalled Redis must turn
 into :class:`BackendError` within about ``socket_timeout`` so the engine can fail open and go
@@ -130,7 +133,7 @@ class RedisBackend:
 
     Pass a URL (the backend builds and owns the client and closes it in :meth:`aclose`) or an
     existing ``redis.asyncio.Redis`` / ``RedisCluster`` (yours to configure and close; until
-    :meth:`aclose`, the backend keeps up to two of its pool's connections for reads).
+    :meth:`aclose`, the backend keeps up to two of its pool's connections for lookups).
     ``redis+cluster://`` URLs, or ``cluster=True``, build a cluster client.
     """
 
@@ -178,7 +181,8 @@ class RedisBackend:
         self._on_idle: asyncio.Future[None] | None = None  # set by aclose() while waiting
         self._closed = False
         self._pool = _leasable_pool(self._client)
-        self._conns: list[AbstractConnection] = []  # leased for reads: at most one per slot
+        self._conns: list[AbstractConnection] = []  # leased, kept between commands (see _leased)
+        self._pool_waits = 0  # our commands waiting for a connection from the pool
         self._encoding: tuple[str, str] = ("utf-8", "strict")
         if self._pool is not None:
             encoder = self._pool.get_encoder()  # type: ignore[no-untyped-call]
@@ -331,16 +335,27 @@ class RedisBackend:
                 parts.append(b"*2\r\n$6\r\nUNLINK\r\n$%d\r\n%s\r\n" % (len(k), k))
         return b"".join(parts)
 
-    async def _leased(self, packed: bytes, replies: int = 1) -> Any:
-        """Send packed commands on a leased connection and read their ``replies``; keep the
-        connection if it worked. One reply is returned; of several, none (writes): an error
-        reply among them is raised once all are read, so the connection stays in step."""
+    async def _leased(self, packed: bytes, replies: int = 1, *, keep_fresh: bool = True) -> Any:
+        """Send packed commands on a leased connection and read their ``replies``. One reply
+        is returned; of several, none (writes): an error reply among them is raised once all
+        are read, so the connection stays in step.
+
+        A connection that worked is kept for the next command unless someone may need it
+        more: one of our own commands waiting for the pool, the user's (a connection taken
+        from the pool when ``keep_fresh`` is False: writes, which keep only what they took
+        from the kept ones), or no one, once closed. Kept ones are invisible to the pool's
+        waiters, so keeping one they wait for would stall them until the pool's timeout. As
+        only lookups add to them, and at most ``_MAX_IN_FLIGHT`` run at once, no more are kept."""
         pool = self._pool
         assert pool is not None
         conn = self._conns.pop() if self._conns else None
         fresh = conn is None
         if conn is None:
-            conn = await pool.get_connection()  # type: ignore[no-untyped-call]
+            self._pool_waits += 1
+            try:
+                conn = await pool.get_connection()  # type: ignore[no-untyped-call]
+            finally:
+                self._pool_waits -= 1
         timeout = conn.socket_timeout
         try:
             if not fresh:  # what a checkout checks: connected, nothing unread, not closed
@@ -366,9 +381,7 @@ class RedisBackend:
             # cannot interrupt the pool's bookkeeping.
             await asyncio.shield(pool.release(conn))
             raise
-        if self._closed or len(self._conns) >= _MAX_IN_FLIGHT:
-            # Writes lease too, any number at once: keep no more than the reads use, and none
-            # after aclose() gave the kept ones back (a client passed in keeps its pool whole).
+        if self._closed or self._pool_waits or (fresh and not keep_fresh):
             await pool.release(conn)
         else:
             self._conns.append(conn)
@@ -395,7 +408,7 @@ class RedisBackend:
         self._check_open()
         if self._pool is not None:  # packed here and sent on a leased connection, as reads are
             with _errors("SET"):
-                await self._leased(self._pack_set(items), len(items))
+                await self._leased(self._pack_set(items), len(items), keep_fresh=False)
             return
         with _errors("SET"):
             async with self._client.pipeline(transaction=False) as pipe:
@@ -483,7 +496,8 @@ class RedisBackend:
 
 
 def _leasable_pool(client: _Client) -> ConnectionPool | None:
-    """The pool to lease read connections from, or None to read through the client's API."""
+    """The pool to lease connections from (lookups, entry writes), or None to send every
+    command through the client's API."""
     if isinstance(client, RedisCluster) or client.single_connection_client:
         return None
     pool = client.connection_pool
