@@ -198,9 +198,9 @@ async def test_an_error_reply_among_packed_writes_fails_them_and_leaves_the_conn
 
 
 async def test_writes_keep_no_connection_of_a_client_passed_in(redis_url: str) -> None:
-    """Writes lease connections as reads do, any number at once. Only as many as the reads
-    use may be kept, and none once the backend is closed, even by a write that was still on
-    the wire: the pool of a client passed in must be whole again after aclose()."""
+    """Writes lease connections as lookups do, any number at once, and the last one here takes
+    the connection the lookup kept. None may stay kept once the backend is closed, even by a
+    write that was still on the wire: the pool of a client passed in must be whole again."""
     size = 4
     client = redis.asyncio.Redis.from_url(redis_url, max_connections=size)
     try:
