@@ -16,7 +16,7 @@ byte, so an anchor's count is far smaller than its share of the time. Under valg
 runs ~50x slower while redis-server does not, so Redis batches are always full here: this
 counts the per-hit work, not how well batches fill under real timing.
 
-    python benchmarks/instructions.py            # every scenario (about 4 minutes)
+    python benchmarks/instructions.py            # every scenario (about 7 minutes)
     python benchmarks/instructions.py l1 l2      # some
 
 Needs valgrind (``apt-get install valgrind``) and redis-server; it starts its own server on a
@@ -47,6 +47,7 @@ SCENARIOS = {
     "l1-anchor": "minimal async wrapper incl. key build (issue 4's L1 anchor)",
     "l2": "L2 hit, get_or_fetch on redis:// with l1_max_entries=0, 100 callers",
     "l2-anchor": "batched MGET per loop tick + orjson.loads (issue 4's L2 anchor)",
+    "l2-anchor-fetch": "l2-anchor with its keys built beforehand: the anchor's MGET + loads",
     "l2-fetch": "of l2, what the anchor does too: the backend's batched MGET + orjson.loads",
     "l2-read": "of l2, l2-fetch + the stored entry checked and verified (the engine's read)",
     "sdk": "wrap_openai hit -> ChatCompletion, memory://, FakeProvider (issue 4's goal 3)",
@@ -54,7 +55,9 @@ SCENARIOS = {
 }
 #: Callers, and the two numbers of hits per caller whose difference is measured.
 RUNS = {"l1": (1, 1_000, 6_000), "l1-anchor": (1, 1_000, 6_000)}
-RUNS |= {name: (100, 20, 120) for name in ("l2", "l2-anchor", "l2-fetch", "l2-read")}
+RUNS |= {
+    name: (100, 20, 120) for name in ("l2", "l2-anchor", "l2-anchor-fetch", "l2-fetch", "l2-read")
+}
 RUNS |= {"sdk": (1, 500, 3_000), "sdk-validate": (1, 500, 3_000)}
 VALUE = {
     "id": "chatcmpl-instructions",
@@ -132,6 +135,13 @@ async def _ops(
         raw = await batcher.get(f"{namespace}:{key(body)}".encode())
         return orjson.loads(raw) if raw is not None else None
 
+    async def fetch(stored: bytes) -> Any:
+        raw = await batcher.get(stored)
+        return orjson.loads(raw) if raw is not None else None
+
+    if scenario == "l2-anchor-fetch":
+        keys = [f"{namespace}:{key(b)}".encode() for b in bodies]
+        return [lambda k=k: fetch(k) for k in keys], stack
     return [lambda b=b: lookup(b) for b in bodies], stack
 
 
