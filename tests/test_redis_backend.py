@@ -250,3 +250,19 @@ async def test_a_write_keeps_no_connection_it_took_from_a_client_passed_in(redis
         await backend.aclose()
     finally:
         await client.aclose()
+
+
+async def test_keys_are_written_in_the_clients_encoding(redis_url: str) -> None:
+    """The backend packs its own MGET and SET commands: a client set to another encoding than
+    UTF-8 still finds, through its own API, what the backend wrote, and the other way round."""
+    client = redis.asyncio.Redis.from_url(redis_url, encoding="latin-1")
+    try:
+        backend = RedisBackend(client)
+        await backend.set_many([("café:1", b"one", 60), ("café:2", b"two", None)])
+        await client.set("café:3", b"three")
+        assert await backend.get_many(["café:1", "café:2", "café:3"]) == [b"one", b"two", b"three"]
+        assert await client.get("café:1") == b"one"
+        assert "café:1".encode("latin-1") in await client.keys("caf*")
+        await backend.aclose()
+    finally:
+        await client.aclose()

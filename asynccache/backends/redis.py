@@ -183,10 +183,15 @@ class RedisBackend:
         self._pool = _leasable_pool(self._client)
         self._conns: list[AbstractConnection] = []  # leased, kept between commands (see _leased)
         self._pool_waits = 0  # our commands waiting for a connection from the pool
-        self._encoding: tuple[str, str] = ("utf-8", "strict")
+        #: Keys as redis-py's encoder writes them; its default (UTF-8, strict) without the
+        #: arguments, which cost a lookup of the codec by name per key (a twelfth of a batched
+        #: hit's Redis part, callgrind).
+        self._encode: Callable[[str], bytes] = str.encode
         if self._pool is not None:
             encoder = self._pool.get_encoder()  # type: ignore[no-untyped-call]
-            self._encoding = (encoder.encoding, encoder.encoding_errors)
+            encoding, errors = encoder.encoding, encoder.encoding_errors
+            if (encoding, errors) != ("utf-8", "strict"):
+                self._encode = lambda key: key.encode(encoding, errors)
 
     @classmethod
     def from_url(cls, url: str, **opts: Any) -> RedisBackend:
@@ -309,7 +314,8 @@ class RedisBackend:
 
     def _pack_mget(self, keys: Sequence[str]) -> bytes:
         """MGET in RESP, as redis-py would pack it (same key encoding), in a fifth of the time."""
-        raw = [key.encode(*self._encoding) for key in keys]
+        encode = self._encode
+        raw = [encode(key) for key in keys]
         head = b"*%d\r\n$4\r\nMGET\r\n" % (len(raw) + 1)
         return head + b"".join([b"$%d\r\n%s\r\n" % (len(key), key) for key in raw])
 
@@ -318,8 +324,9 @@ class RedisBackend:
         one after another: a pipeline without redis-py's pipeline object. A ``ttl <= 0`` is an
         UNLINK: already expired, and a reader must not see the previous value either."""
         parts = []
+        encode = self._encode
         for key, value, ttl in items:
-            k = key.encode(*self._encoding)
+            k = encode(key)
             if ttl is None:
                 parts.append(
                     b"*3\r\n$3\r\nSET\r\n$%d\r\n%s\r\n$%d\r\n%s\r\n"
