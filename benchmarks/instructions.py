@@ -135,13 +135,13 @@ async def _ops(
         raw = await batcher.get(f"{namespace}:{key(body)}".encode())
         return orjson.loads(raw) if raw is not None else None
 
-    async def fetch(stored: bytes) -> Any:
+    async def fetch_stored(stored: bytes) -> Any:
         raw = await batcher.get(stored)
         return orjson.loads(raw) if raw is not None else None
 
     if scenario == "l2-anchor-fetch":
         keys = [f"{namespace}:{key(b)}".encode() for b in bodies]
-        return [lambda k=k: fetch(k) for k in keys], stack
+        return [lambda k=k: fetch_stored(k) for k in keys], stack
     return [lambda b=b: lookup(b) for b in bodies], stack
 
 

@@ -254,15 +254,25 @@ async def test_a_write_keeps_no_connection_it_took_from_a_client_passed_in(redis
 
 async def test_keys_are_written_in_the_clients_encoding(redis_url: str) -> None:
     """The backend packs its own MGET and SET commands: a client set to another encoding than
-    UTF-8 still finds, through its own API, what the backend wrote, and the other way round."""
+    UTF-8, or to other encoding errors, still finds through its own API what the backend
+    wrote, and the other way round."""
     client = redis.asyncio.Redis.from_url(redis_url, encoding="latin-1")
+    backend = RedisBackend(client)
     try:
-        backend = RedisBackend(client)
         await backend.set_many([("café:1", b"one", 60), ("café:2", b"two", None)])
         await client.set("café:3", b"three")
         assert await backend.get_many(["café:1", "café:2", "café:3"]) == [b"one", b"two", b"three"]
         assert await client.get("café:1") == b"one"
         assert "café:1".encode("latin-1") in await client.keys("caf*")
-        await backend.aclose()
     finally:
+        await backend.aclose()
+        await client.aclose()
+    client = redis.asyncio.Redis.from_url(redis_url, encoding="ascii", encoding_errors="replace")
+    backend = RedisBackend(client)
+    try:
+        await backend.set_many([("naïve:1", b"one", 60)])
+        assert await client.keys("na*ve:1") == [b"na?ve:1"]
+        assert await backend.get_many(["naïve:1"]) == [b"one"]
+    finally:
+        await backend.aclose()
         await client.aclose()
