@@ -1,9 +1,10 @@
-"""CPU instructions per hit, counted by valgrind: a noise-free A/B for hot-path changes.
+"""CPU instructions per hit, counted by valgrind: a low-noise A/B for hot-path changes.
 
 Why: on a shared VM, wall-clock and CPU-time figures move by 10-30 % from run to run, more than
 most single hot-path changes are worth, so a change measured that way is often a guess.
 ``valgrind --tool=callgrind`` counts the instructions the process executes, which repeat within
-1-2 % on every run of the same code, whatever else the machine does. A count is not a time
+a few per cent on every run of the same code (the L1 scenarios vary most), whatever else the
+machine does. A count is not a time
 (cache misses and branch mispredictions are not in it), but for the changes measured both ways
 here, fewer instructions went with less time.
 
@@ -16,7 +17,7 @@ byte, so an anchor's count is far smaller than its share of the time. Under valg
 runs ~50x slower while redis-server does not, so Redis batches are always full here: this
 counts the per-hit work, not how well batches fill under real timing.
 
-    python benchmarks/instructions.py            # every scenario (about 7 minutes)
+    python benchmarks/instructions.py            # every scenario (about 8 minutes)
     python benchmarks/instructions.py l1 l2      # some
 
 Needs valgrind (``apt-get install valgrind``) and redis-server; it starts its own server on a
