@@ -276,3 +276,12 @@ async def test_keys_are_written_in_the_clients_encoding(redis_url: str) -> None:
     finally:
         await backend.aclose()
         await client.aclose()
+
+
+async def test_a_client_with_an_unknown_encoding_is_refused_at_once(redis_url: str) -> None:
+    client = redis.asyncio.Redis.from_url(redis_url, encoding="no-such-codec")
+    try:
+        with pytest.raises(ConfigurationError, match="no-such-codec"):
+            RedisBackend(client)
+    finally:
+        await client.aclose()

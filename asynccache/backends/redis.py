@@ -191,7 +191,13 @@ class RedisBackend:
         if self._pool is not None:
             encoder = self._pool.get_encoder()  # type: ignore[no-untyped-call]
             encoding, errors = encoder.encoding, encoder.encoding_errors
-            if codecs.lookup(encoding).name != "utf-8" or errors != "strict":
+            try:
+                codec = codecs.lookup(encoding).name
+            except LookupError as exc:
+                raise ConfigurationError(
+                    f"the Redis client's encoding {encoding!r} is not a known codec"
+                ) from exc
+            if codec != "utf-8" or errors != "strict":
                 self._encode = lambda key: key.encode(encoding, errors)
 
     @classmethod
