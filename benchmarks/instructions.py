@@ -4,9 +4,8 @@ Why: on a shared VM, wall-clock and CPU-time figures move by 10-30 % from run to
 most single hot-path changes are worth, so a change measured that way is often a guess.
 ``valgrind --tool=callgrind`` counts the instructions the process executes, which repeat within
 a few per cent on every run of the same code (the L1 scenarios vary most), whatever else the
-machine does. A count is not a time
-(cache misses and branch mispredictions are not in it), but for the changes measured both ways
-here, fewer instructions went with less time.
+machine does. A count is not a time (cache misses and branch mispredictions are not in it), but
+for the changes measured both ways here, fewer instructions went with less time.
 
 Each scenario runs twice in a child Python under callgrind, with two numbers of hits; the
 difference divided by the extra hits is the cost of one hit, free of start-up, imports and
