@@ -213,8 +213,14 @@ class Cache:
     # -- keys ----------------------------------------------------------------------------------
 
     def key_for(self, request: CacheRequest) -> str:
-        """The storage key of a request (for logs, invalidation, debugging)."""
-        return self._layers.key(request.tenant, self._digest(request))
+        """The storage key of a request (for logs, invalidation, debugging). The memo lookup of
+        :meth:`_digest`, repeated rather than called: this is the key build the benchmark
+        times, and a frame is 5 % of it."""
+        seen = _keys.as_given(request)
+        digest = self._admitted.get(seen) if seen is not None else None
+        if digest is None:
+            digest = self._digest_new(request, seen)
+        return self._layers.key(request.tenant, digest)
 
     def _key(self, request: CacheRequest) -> tuple[str, str]:
         digest = self._digest(request)
@@ -222,12 +228,13 @@ class Cache:
 
     def _digest(self, request: CacheRequest) -> str:
         """The digest of any request: a request the policy refuses still has a key, to
-        invalidate or to log. The memo lookup of :meth:`_admit`, repeated rather than called:
-        ``key_for`` is the key build the benchmark times, and a frame is 5 % of it."""
+        invalidate or to log. The memo lookup of :meth:`_admit`, repeated rather than called."""
         seen = _keys.as_given(request)
         digest = self._admitted.get(seen) if seen is not None else None
-        if digest is None:
-            digest = self._admit_new(request, seen)[1]
+        return digest if digest is not None else self._digest_new(request, seen)
+
+    def _digest_new(self, request: CacheRequest, seen: bytes | None) -> str:
+        digest = self._admit_new(request, seen)[1]
         return digest if digest is not None else _keys.digest(request)
 
     def _admit(self, request: CacheRequest) -> Admitted:

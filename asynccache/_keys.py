@@ -421,13 +421,15 @@ def _unserialisable(body: Mapping[str, Any], exc: TypeError) -> KeyBuildError:
     )
 
 
-#: A hash seed per (provider, endpoint): the same body sent to two endpoints never shares a
-#: digest, without concatenating or wrapping the body on every call.
-_seeds: dict[tuple[str, str], int] = {}
+#: A hash seed per provider and endpoint: the same body sent to two endpoints never shares a
+#: digest, without concatenating or wrapping the body on every call. Nested rather than keyed by
+#: a (provider, endpoint) tuple: two lookups by str (whose hashes are cached) cost half of one
+#: by a tuple built and hashed on every call (48 vs 97 ns, timeit), and every key build pays it.
+_seeds: dict[str, dict[str, int]] = {}
 
 
-def _seed(provider: str, endpoint: str) -> int:
-    seed = _seeds[(provider, endpoint)] = xxhash.xxh3_64_intdigest(
+def _new_seed(provider: str, endpoint: str) -> int:
+    seed = _seeds.setdefault(provider, {})[endpoint] = xxhash.xxh3_64_intdigest(
         f"{provider}\0{endpoint}".encode()
     )
     return seed
@@ -441,9 +443,10 @@ def as_given(request: CacheRequest) -> bytes | None:
     (``Cache._rememberable`` says when that is exact). A hit is a request seen before, and this
     costs the one serialisation a key needs anyway, where the key rules and the policy cost as
     much again."""
-    seed = _seeds.get((request.provider, request.endpoint))
-    if seed is None:
-        seed = _seed(request.provider, request.endpoint)
+    try:
+        seed = _seeds[request.provider][request.endpoint]
+    except KeyError:
+        seed = _new_seed(request.provider, request.endpoint)
     try:
         # Bare orjson first: its options cost half as much again as the serialisation itself
         # (non-str keys alone 0.3 µs of 0.6, timeit), and nearly no request needs them.
@@ -458,9 +461,10 @@ def as_given(request: CacheRequest) -> bytes | None:
 def digest(request: CacheRequest) -> str:
     """The full 128-bit xxh3 digest (32 hex chars) of the canonical request: the key rules
     applied every time (``Cache`` remembers digests by :func:`as_given`)."""
-    seed = _seeds.get((request.provider, request.endpoint))
-    if seed is None:
-        seed = _seed(request.provider, request.endpoint)
+    try:
+        seed = _seeds[request.provider][request.endpoint]
+    except KeyError:
+        seed = _new_seed(request.provider, request.endpoint)
     return xxhash.xxh3_128_hexdigest(canonical_bytes(request), seed)
 
 
