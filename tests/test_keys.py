@@ -108,6 +108,28 @@ def test_remembered_digests_follow_the_body_not_the_object() -> None:
         assert len(keys) == 1
 
 
+def test_remembered_fingerprints_never_cross_providers_or_endpoints() -> None:
+    """The memo's fingerprint is seeded per provider and endpoint (``_keys.as_given``): one
+    Cache that sees one body under each gets each its own key, in any order of first sight."""
+    body = {"model": "m", "temperature": 0, "messages": [{"role": "user", "content": "hi"}]}
+    routes = [
+        ("openai", "chat.completions"),
+        ("openai", "responses"),
+        ("anthropic", "messages"),
+        ("anthropic", "chat.completions"),
+    ]
+    for order in (routes, routes[::-1]):
+        cache = Cache.from_url("memory://")
+        keys = set()
+        for _ in range(2):  # the second round reads the memo
+            for provider, endpoint in order:
+                request = CacheRequest(provider, endpoint, dict(body))
+                key = cache.key_for(request)
+                assert key.endswith(digest(request))
+                keys.add(key)
+        assert len(keys) == len(routes)
+
+
 def test_memo_takes_bodies_bare_orjson_refuses() -> None:
     """The memo fingerprints a body bare first and falls back to int keys and SDK objects:
     each spelling gets the key its rules give, whichever path it took and whichever came
