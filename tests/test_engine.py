@@ -148,6 +148,22 @@ async def test_remembered_decisions_follow_the_body_and_the_policy() -> None:
         assert up.calls == 4
 
 
+async def test_every_answer_l1_holds_keeps_its_remembered_digest() -> None:
+    """The digest memo grows with L1 (``Cache._remember``): hits cycling over more requests
+    than its 4,096 floor, every one held by L1, find every digest remembered, so no hit pays
+    for the policy and the key rules again."""
+    up = Upstream()
+    async with Cache.from_url("memory://") as cache:
+        requests = [chat(f"question {i}") for i in range(5000)]
+        for request in requests:
+            await cache.get_or_fetch(request, up.sender())
+        for _ in range(2):
+            for request in requests:
+                await cache.get_or_fetch(request, up.sender())
+        assert cache.stats().hits_l1 == 2 * len(requests)
+        assert len(cache._admitted) == len(requests)
+
+
 async def test_values_json_writes_as_null_are_judged_every_time() -> None:
     """orjson writes NaN and Infinity as null, so such bodies share a fingerprint with a None in
     their place: a body with a top-level None is not remembered, and each is judged as given
