@@ -122,9 +122,10 @@ Fairness: every library stores the same value (the FakeProvider's ChatCompletion
 (asyncio tasks on one loop, each asking its own key unless the workload says otherwise) against
 the same Redis. Peer calls include building their key from the request with
 `json.dumps(sort_keys=True)` + SHA-256, as a generic cache needs some key for a chat request;
-asynccache's include its own key build (in the hit workloads for a request seen before: the
-xxh3 of the body's orjson finds the digest the Cache remembered; workload 1 also times a first
-sight, which applies the key rules), lookup, integrity check and provenance. Raw redis-py GET (precomputed key, no decoding) is the floor of a Redis round
+asynccache's include its own key build, lookup, integrity check and provenance. Its key build
+in the hit workloads is for requests it has seen: the xxh3 of the body's orjson finds the
+digest it remembered; workload 1 also times a first sight, which adds the policy check and
+the key rules. Raw redis-py GET (precomputed key, no decoding) is the floor of a Redis round
 trip, not a like-for-like cache; nor are issue 4's anchors (the orjson + xxh3 key alone, a dict
 behind an `async def`, one hand-packed MGET per loop tick), which build the floor's key and keep
 no rules: they are what the goals were set against. Peers are configured as their docs show (default serializers
