@@ -103,6 +103,14 @@ class CacheRequest:
     options: CacheOptions | None = None
 
     def __post_init__(self) -> None:
+        # Provider and endpoint seed the digest as "provider NUL endpoint": a NUL in either
+        # would let two routes share a seed, hence keys ("a\0b", "c") and ("a", "b\0c").
+        for name, value in (("provider", self.provider), ("endpoint", self.endpoint)):
+            if not isinstance(value, str) or "\0" in value:
+                raise ConfigurationError(
+                    f"{name}={value!r} must be a string without NUL characters, "
+                    "e.g. provider='openai', endpoint='chat.completions'"
+                )
         _check_request(self.tenant, self.options)
 
 

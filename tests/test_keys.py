@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from asynccache import Cache, CacheRequest, KeyBuildError
+from asynccache import Cache, CacheRequest, ConfigurationError, KeyBuildError
 from asynccache._keys import KEY_SCHEMA, canonical_bytes, digest
 
 
@@ -128,6 +128,24 @@ def test_remembered_fingerprints_never_cross_providers_or_endpoints() -> None:
                 assert key.endswith(digest(request))
                 keys.add(key)
         assert len(keys) == len(routes)
+
+
+@pytest.mark.parametrize(
+    ("provider", "endpoint", "named"),
+    [
+        ("a\0b", "c", "provider"),
+        ("a", "b\0c", "endpoint"),
+        (1, "c", "provider"),
+        ("a", None, "endpoint"),
+    ],
+)
+def test_a_route_that_could_share_a_seed_is_refused(
+    provider: Any, endpoint: Any, named: str
+) -> None:
+    """Provider and endpoint seed the digest joined by a NUL: with a NUL inside either (or a
+    value that is no string), ("a\0b", "c") and ("a", "b\0c") would share keys."""
+    with pytest.raises(ConfigurationError, match=f"{named}="):
+        CacheRequest(provider, endpoint, {"model": "m"})
 
 
 def test_memo_takes_bodies_bare_orjson_refuses() -> None:
