@@ -58,8 +58,8 @@ F = TypeVar("F", bound=Callable[..., Awaitable[Any]])
 Sender = Callable[[], Awaitable[Any]]
 #: The policy's decision on a request, and its digest if it may be cached.
 Admitted = tuple[Decision, str | None]
-#: Digests of admitted requests remembered, per generation of that memo (two generations:
-#: bounded memory and no big free at once), at the least; as many as L1 holds when that is more
+#: The fewest digests of admitted requests a generation of the memo holds (two generations:
+#: bounded memory, and no big free at once); as many as L1 holds answers when that is more
 #: (``Cache._remember``). About 160 B each (tracemalloc).
 _ADMITTED = 4096
 
