@@ -142,7 +142,7 @@ def test_remembered_fingerprints_never_cross_providers_or_endpoints() -> None:
 def test_a_route_that_could_share_a_seed_is_refused(
     provider: Any, endpoint: Any, named: str
 ) -> None:
-    """Provider and endpoint seed the digest joined by a NUL: with a NUL inside either (or a
+    r"""Provider and endpoint seed the digest joined by a NUL: with a NUL inside either (or a
     value that is no string), ("a\0b", "c") and ("a", "b\0c") would share keys."""
     with pytest.raises(ConfigurationError, match=f"{named}="):
         CacheRequest(provider, endpoint, {"model": "m"})
