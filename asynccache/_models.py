@@ -263,8 +263,9 @@ def request_of(
     tenant: str | None,
     options: CacheOptions | None,
 ) -> CacheRequest:
-    """``CacheRequest(provider, endpoint, body, tenant, options)``, checked the same way, at
-    half the cost: the SDK wrappers build one on every call."""
+    """``CacheRequest(provider, endpoint, body, tenant, options)`` at half the cost: the SDK
+    wrappers build one on every call. Tenant and options are checked the same way; provider
+    and endpoint are not, being the wrappers' own constants."""
     if tenant is not None or options is not None:
         _check_request(tenant, options)
     request = _new(CacheRequest)
